@@ -1,0 +1,19 @@
+"""netparity's NumPy reference: the specification every other backend is held to.
+
+Pure NumPy, no torch or jax. Flat public API (the same names in torch_impl, jax_impl).
+"""
+from .activations import (LEAKY_SLOPE, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, activation,
+                          activation_grad, softmax)
+from .article import (layer_sizes, initialize_parameters, sigmoid, forward_propagation,
+                      compute_cost, backward_propagation, update_parameters, optimize, model,
+                      predict)
+from .costs import cross_entropy, cross_entropy_from_logits
+from .data import DATASETS, load_dataset, load_planar_dataset, batch_order, one_hot
+from .network import (INITIALIZERS, initialize_network, network_forward, network_backward,
+                      num_layers)
+from .network import predict as network_predict
+from .optim import (OPTIMIZERS, SCHEDULES, Optimizer, init_optimizer_state, learning_rate_at,
+                    optimizer_step)
+from .training import (COSTS, NonFiniteError, train_step, train, gradient_norms)
+
+NAME = "numpy"
