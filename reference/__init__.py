@@ -17,3 +17,5 @@ from .optim import (OPTIMIZERS, SCHEDULES, Optimizer, init_optimizer_state, lear
 from .training import (COSTS, NonFiniteError, train_step, train, gradient_norms)
 
 NAME = "numpy"
+from .backend import (GRAD_PATHS, devices, compile_status, from_numpy, to_numpy, tree_from_numpy,
+                      tree_to_numpy, make_train_step, save_weights, load_weights)
