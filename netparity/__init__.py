@@ -1,0 +1,1 @@
+"""netparity harness: backend registry, comparison helper, tolerance policy, CLI."""
