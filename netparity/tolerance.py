@@ -1,0 +1,252 @@
+"""The tolerance policy: one a-priori floating-point error bound per stage.
+
+Why not hand-picked rtol/atol: an error that is acceptable for dW1 of a 784-wide layer
+is a bug for b2 of a 4-wide one. Instead every stage gets an elementwise absolute bound
+E, derived from the standard rounding-error model and propagated to first order through
+the network, evaluated with the float64 oracle's values:
+
+    fl(a op b) = (a op b)(1 + d), |d| <= u          u = unit roundoff of the dtype
+    matmul/sum with inner size K (any order, blocked, FMA, pairwise):
+        |fl(A B) - A B| <= gamma_K |A||B|,   gamma_K = K u / (1 - K u)   (Higham, ASNA 3.5)
+    elementwise f(z): |fl(f(z)) - f(z)| <= c_f u |f(z)|  with c_f = ULPS_TRANSCENDENTAL
+        (libm, SLEEF and XLA's vectorised exp/tanh/log are within a few ulps)
+    input errors propagate through f by |f'(z)| E_z (first order); through a product
+    AB by |A| E_B + E_A |B|; through the optimisers by their partial derivatives.
+
+With TF32 (torch ``allow_tf32`` / JAX "tensorfloat32" precision) a float32 matmul first
+rounds both inputs to a 10-bit mantissa (u_in = 2^-11) and accumulates in float32:
+    |fl(A B) - A B| <= (2 u_in + gamma_K) |A||B|.
+
+Every backend's result x_b and the reference's x_r in the same dtype obey
+|x - exact| <= E, so the conformance assertion is |x_b - x_r| <= 2E, and a
+lower-precision result is also checked against the float64 oracle with |x_b - x64| <= E.
+The suite reports measured error / bound: on correct code it is typically 1e-3..1e-1
+(worst-case bounds are pessimistic by ~sqrt(K) or more), a plausible bug gives >> 1.
+Where the bound cannot be linearised (a relu kink within E of z, the literal cost at
+saturation) the bound grows accordingly (kink: the jump of g') or is inf (then
+non-finite values must match exactly).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+ULPS_TRANSCENDENTAL = 4.0   # exp, log, log1p, tanh, sigmoid: within 4 ulps on all backends
+ULPS_ELEMENTWISE = 2.0      # a few chained +, -, *, / around each transcendental
+
+UNIT_ROUNDOFF = {
+    "float64": 2.0 ** -53,
+    "float32": 2.0 ** -24,
+    "float16": 2.0 ** -11,
+    "bfloat16": 2.0 ** -8,
+}
+TF32_UNIT_ROUNDOFF = 2.0 ** -11
+
+
+@dataclass(frozen=True)
+class Precision:
+    """u for element-wise work and accumulation; u_in for rounding matmul inputs (TF32)."""
+    dtype: str
+    tf32: bool = False
+
+    @property
+    def u(self):
+        return UNIT_ROUNDOFF[self.dtype]
+
+    @property
+    def u_in(self):
+        return TF32_UNIT_ROUNDOFF if (self.tf32 and self.dtype == "float32") else 0.0
+
+    def gamma(self, k):
+        ku = k * self.u
+        if ku >= 1:
+            return np.inf
+        return ku / (1 - ku)
+
+    def matmul_factor(self, k):
+        return 2 * self.u_in + self.gamma(k)
+
+    @property
+    def f(self):  # relative error of one element-wise transcendental stage
+        return (ULPS_TRANSCENDENTAL + ULPS_ELEMENTWISE) * self.u
+
+
+def _abs(x):
+    return np.abs(np.asarray(x, dtype=np.float64))
+
+
+def _matmul_bound(A, B, EA, EB, prec):
+    """E(A @ B) from input bounds and the rounding of the product itself."""
+    aA, aB = _abs(A), _abs(B)
+    return aA @ EB + EA @ aB + prec.matmul_factor(A.shape[1]) * (aA @ aB)
+
+
+def input_bounds(tree, prec):
+    """Error of converting float64 arrays to the dtype: one rounding, u |x| (0 in float64)."""
+    u = 0.0 if prec.dtype == "float64" else prec.u
+    return {k: u * _abs(v) if not isinstance(v, int) else 0.0 for k, v in tree.items()}
+
+
+def _act_bounds(name, Z, A, EZ, prec):
+    """E(A) for A = g(Z): |g'(Z)| E_Z plus the rounding of g."""
+    if name == "sigmoid":
+        return A * (1 - A) * EZ + prec.f * _abs(A)
+    if name == "tanh":
+        return (1 - A * A) * EZ + prec.f * _abs(A)
+    if name in ("relu", "leaky_relu"):
+        return EZ  # Lipschitz 1, exact otherwise
+    # softmax, per column: |dA_j| <= A_j (E_Z_j + sum_k A_k E_Z_k) + rounding of the sum
+    k = Z.shape[0]
+    return A * (EZ + np.sum(A * EZ, axis=0, keepdims=True)) + (prec.f + prec.gamma(k)) * A
+
+
+def _act_grad_bounds(name, Z, A, EZ, EA, prec):
+    """(g'(Z), E(g'(Z))) as the backends compute it (from A for sigmoid/tanh)."""
+    if name == "sigmoid":
+        d = A * (1 - A)
+        return d, _abs(1 - 2 * A) * EA + 3 * prec.u * d
+    if name == "tanh":
+        d = 1 - A * A
+        return d, 2 * _abs(A) * EA + 3 * prec.u * (1 + A * A)
+    slope = 0.0 if name == "relu" else 0.01
+    d = np.where(Z > 0, 1.0, slope)
+    # where z is within its own error of the kink, the backend may take either branch
+    return d, np.where(_abs(Z) <= EZ, 1.0 - slope, 0.0)
+
+
+def forward_bounds(params, cache, E_params, E_X, hidden, output, prec):
+    """E for every Z^[l], A^[l], from the oracle's float64 values."""
+    L = len(params) // 2
+    E = {"A0": E_X}
+    for l in range(1, L + 1):
+        W, b, A_prev = params[f"W{l}"], params[f"b{l}"], cache[f"A{l - 1}"]
+        EZ = (_matmul_bound(W, A_prev, E_params[f"W{l}"], E["A" + str(l - 1)], prec)
+              + E_params[f"b{l}"] + prec.u * (_abs(W) @ _abs(A_prev) + _abs(b)))
+        name = output if l == L else hidden
+        E[f"Z{l}"] = EZ
+        E[f"A{l}"] = _act_bounds(name, cache[f"Z{l}"], cache[f"A{l}"], EZ, prec)
+    return E
+
+
+def cost_bounds(cache, Y, E, output, cost, prec):
+    """Bound on the scalar cost (a 0-d array)."""
+    L = (len(cache) - 1) // 2
+    Z, A, EZ, EA = cache[f"Z{L}"], cache[f"A{L}"], E[f"Z{L}"], E[f"A{L}"]
+    m, k = Y.shape[1], Y.shape[0]
+    red = prec.gamma(m * k) + prec.f
+    if cost == "stable":
+        terms = np.abs(np.maximum(Z, 0)) + np.abs(Z * Y) + np.log1p(np.exp(-np.abs(Z)))
+        if output == "softmax":
+            terms = terms + np.abs(Z).max(axis=0, keepdims=True) + np.log(k)
+        return np.asarray((np.sum(np.abs(A - Y) * EZ) + red * np.sum(terms)) / m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if output == "sigmoid":
+            dl = Y / A + (1 - Y) / (1 - A)
+            terms = np.abs(Y * np.log(A)) + np.abs((1 - Y) * np.log(1 - A))
+            # (1 - A) is formed in the dtype: relative error u/(1 - A) before the log
+            extra = (1 - Y) * prec.u * A / (1 - A)
+        else:
+            dl = Y / A
+            terms = np.abs(Y * np.log(A))
+            extra = 0.0
+        terms = np.nan_to_num(terms, nan=0.0)
+        dl = np.nan_to_num(dl, nan=0.0)
+        return np.asarray((np.sum(dl * EA + extra) + red * np.sum(terms)) / m)
+
+
+def backward_bounds(params, cache, grads, E_params, E, hidden, output, prec):
+    """E for every dZ^[l], dW^[l], db^[l], dA^[l-1]."""
+    L = len(params) // 2
+    m = cache["A0"].shape[1]
+    G = {}
+    EdZ = E[f"A{L}"] + prec.u * _abs(grads[f"dZ{L}"])
+    for l in range(L, 0, -1):
+        dZ, A_prev, W = grads[f"dZ{l}"], cache[f"A{l - 1}"], params[f"W{l}"]
+        G[f"dZ{l}"] = EdZ
+        # dZ A^T / m: the division by m is one more rounding (u), inside the gamma
+        G[f"dW{l}"] = (_matmul_bound(dZ, A_prev.T, EdZ, E[f"A{l - 1}"].T, prec)
+                       + prec.u * (_abs(dZ) @ _abs(A_prev.T))) / m
+        G[f"db{l}"] = (np.sum(EdZ, axis=1, keepdims=True)
+                       + prec.gamma(m + 1) * np.sum(_abs(dZ), axis=1, keepdims=True)) / m
+        EdA = _matmul_bound(W.T, dZ, E_params[f"W{l}"].T, EdZ, prec)
+        G[f"dA{l - 1}"] = EdA
+        if l > 1:
+            Zp, Ap = cache[f"Z{l - 1}"], cache[f"A{l - 1}"]
+            d, Ed = _act_grad_bounds(hidden, Zp, Ap, E[f"Z{l - 1}"], E[f"A{l - 1}"], prec)
+            dA = grads[f"dA{l - 1}"]
+            EdZ = EdA * _abs(d) + _abs(dA) * Ed + prec.u * _abs(dA * d)
+    return G
+
+
+def _pow_rel(beta, t, prec):
+    """Relative error of c = 1 - beta^t computed in the dtype (cancellation when t small)."""
+    c = 1 - beta ** t
+    return (ULPS_TRANSCENDENTAL * prec.u * beta ** t + prec.u) / c
+
+
+def optimizer_bounds(params, grads, state, new_params, new_state, E_params, E_grads, E_state,
+                     optimizer, prec):
+    """E for the updated parameters and optimiser buffers after one step."""
+    from reference.optim import learning_rate_at
+    u = prec.u
+    lr = learning_rate_at(optimizer, state["t"])
+    t = state["t"] + 1
+    EP, ES = {}, {}
+    for k, P in params.items():
+        g, Eg, EPk = grads[f"d{k}"], E_grads[f"d{k}"], E_params[k]
+        aP, ag = _abs(P), _abs(g)
+        if optimizer.name == "gd":
+            EP[k] = EPk + lr * Eg + 2 * u * (aP + lr * ag) + u * lr * ag
+            continue
+        if optimizer.name == "momentum":
+            b = optimizer.beta
+            cg = (1 - b) if optimizer.momentum_form == "ema" else 1.0
+            v, Ev = state[f"vd{k}"], E_state[f"vd{k}"]
+            Ev_new = b * Ev + cg * Eg + 3 * u * (b * _abs(v) + cg * ag)
+            ES[f"vd{k}"] = Ev_new
+            EP[k] = EPk + lr * Ev_new + 3 * u * (aP + lr * _abs(new_state[f"vd{k}"]))
+            continue
+        b1, b2, eps = optimizer.beta1, optimizer.beta2, optimizer.epsilon
+        Ev_new = b1 * E_state[f"vd{k}"] + (1 - b1) * Eg + 3 * u * (b1 * _abs(state[f"vd{k}"]) + (1 - b1) * ag)
+        Es_new = (b2 * E_state[f"sd{k}"] + (1 - b2) * 2 * ag * Eg
+                  + 4 * u * (b2 * _abs(state[f"sd{k}"]) + (1 - b2) * g * g))
+        ES[f"vd{k}"], ES[f"sd{k}"] = Ev_new, Es_new
+        v, s = _abs(new_state[f"vd{k}"]), _abs(new_state[f"sd{k}"])
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        if optimizer.adam_epsilon == "corrected":
+            r = np.sqrt(s / c2)
+            den = r + eps
+            upd = lr * (v / c1) / den
+            d_v = lr / (c1 * den)
+            d_s = lr * (v / c1) / den ** 2 / (2 * np.maximum(r, 1e-300) * c2)
+        else:
+            r = np.sqrt(s)
+            den = r + eps
+            lr_t = lr * np.sqrt(c2) / c1
+            upd = lr_t * v / den
+            d_v = lr_t / den
+            d_s = lr_t * v / den ** 2 / (2 * np.maximum(r, 1e-300))
+        rel_c = _pow_rel(b1, t, prec) + 0.5 * _pow_rel(b2, t, prec)
+        E_upd = d_v * Ev_new + d_s * Es_new + (8 * u + rel_c) * upd
+        EP[k] = EPk + E_upd + u * (aP + upd)
+    ES["t"] = 0.0
+    return EP, ES
+
+
+def stage_bounds(params, state, X, Y, cache, grads, new_params, new_state, E_params, E_state,
+                 hidden, output, optimizer, prec, E_X=None):
+    """Every stage's bound for one step, from the float64 oracle's values of that step.
+    Returns (E, E_new_params, E_new_state) with E keyed like the stages."""
+    from netparity.stages import cost_key
+    if E_X is None:
+        E_X = input_bounds({"X": X}, prec)["X"]
+    E = forward_bounds(params, cache, E_params, E_X, hidden, output, prec)
+    bounds = {k: v for k, v in E.items() if k != "A0"}
+    for c in ("literal", "stable"):
+        bounds[cost_key(c)] = cost_bounds(cache, Y, E, output, c, prec)
+    G = backward_bounds(params, cache, grads, E_params, E, hidden, output, prec)
+    bounds.update(G)
+    EP, ES = optimizer_bounds(params, grads, state, new_params, new_state, E_params, G, E_state,
+                              optimizer, prec)
+    bounds.update({f"{k}'": v for k, v in EP.items()})
+    bounds.update({f"{k}'": v for k, v in ES.items()})
+    return bounds, EP, ES
