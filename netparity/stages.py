@@ -95,9 +95,14 @@ def stage_order(L, state_keys, path="manual"):
     for l in range(L, 0, -1):
         bwd += [f"dZ{l}", f"dW{l}", f"db{l}", f"dA{l - 1}"]
     upd = [f"{p}{l}'" for l in range(1, L + 1) for p in ("W", "b")] + [f"{k}'" for k in state_keys]
-    if path == "compiled":
-        fwd = ["cost_stable"]  # a compiled step returns its cost and gradients, not its cache
-    return fwd + bwd + upd
+    return order_for_path(fwd + bwd + upd, path)
+
+
+def order_for_path(order, path):
+    """A compiled step returns its cost and gradients, not its forward cache."""
+    if path != "compiled":
+        return order
+    return [s for s in order if not (s[0] in "ZA" or s == "cost_literal")]
 
 
 def _np(backend, v):
@@ -155,6 +160,9 @@ class Expected:
     oracle: dict         # the reference in float64
     bounds: dict         # E per stage, for |x - exact|
     order: list = field(default_factory=list)
+    costs_ref: list = field(default_factory=list)     # cost_stable of every step, same dtype
+    costs_oracle: list = field(default_factory=list)  # ... in float64
+    costs_bound: list = field(default_factory=list)   # ... and its bound E
 
 
 @lru_cache(maxsize=256)
@@ -172,6 +180,7 @@ def expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32=False):
     p64, s64 = p0, R.init_optimizer_state(p0, opt)
     E_P = input_bounds(p0, prec)
     E_S = {k: 0.0 if k == "t" else np.zeros_like(v) for k, v in s64.items()}
+    costs = ([], [], [])
     for idx in batch_sequence(case):
         Xb, Yb = X[:, idx], Y[:, idx]
         ref, p_ref, s_ref = step_stages(R, "manual", None, p_ref, s_ref, Xb.astype(dtype),
@@ -182,5 +191,7 @@ def expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32=False):
         bounds, E_P, E_S = stage_bounds(p64, s64, Xb, Yb, cache64, grads64, new64, news64,
                                         E_P, E_S, hidden, output, opt, prec)
         p64, s64 = new64, news64
+        for lst, v in zip(costs, (ref, oracle, bounds)):
+            lst.append(float(v["cost_stable"]))
     L = len(p0) // 2
-    return Expected(ref, oracle, bounds, stage_order(L, [k for k in s64]))
+    return Expected(ref, oracle, bounds, stage_order(L, [k for k in s64]), *costs)

@@ -1,0 +1,76 @@
+"""Options, markers and the global numeric state of the test suite.
+
+Global state is set here and nowhere else in tests: every test runs inside
+``precision_mode`` (TF32 off, "highest" JAX matmul precision) and torch's default dtype
+and thread count are checked and restored around it, so no test depends on another's
+leftovers or on the order the tests run in (CI runs them in random order).
+"""
+import os
+
+import pytest
+from hypothesis import settings, HealthCheck
+
+from netparity.backends import REGISTRY
+from netparity.numerics import precision_mode
+
+# Hypothesis: "ci" is derandomized (same examples every run); "dev" explores with a
+# random seed that hypothesis prints on failure (reproduce with --hypothesis-seed=N).
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True, max_examples=25,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, print_blob=True, max_examples=100,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("netparity")
+    g.addoption("--backend", action="append", default=None, choices=list(REGISTRY),
+                help="run only these backends (repeatable; default: all)")
+    g.addoption("--device", action="append", default=None,
+                help="run only these devices: cpu, cuda, gpu (repeatable; default: all)")
+    g.addoption("--dtype", action="append", default=None, choices=["float64", "float32"],
+                help="run only these dtypes (repeatable; default: both)")
+    g.addoption("--full-matrix", action="store_true",
+                help="collect the full product of every axis (thousands of cases, marked slow)")
+
+
+def _selected(config, option, value):
+    chosen = config.getoption(option)
+    return chosen is None or value in chosen
+
+
+def pytest_collection_modifyitems(config, items):
+    keep, drop = [], []
+    for item in items:
+        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+        if case is not None and not (_selected(config, "--backend", case.backend)
+                                     and _selected(config, "--device", case.device)
+                                     and _selected(config, "--dtype", case.dtype)):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(autouse=True)
+def numeric_state():
+    """Full-precision matmuls for the test; torch's default dtype and threads restored."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    saved = (torch.get_default_dtype(), torch.get_num_threads()) if torch else None
+    with precision_mode(tf32=False):
+        yield
+    if torch:
+        torch.set_default_dtype(saved[0])
+        torch.set_num_threads(saved[1])
+
+
+def require_device(backend_module, device):
+    """Skip (with the reason) when the case's device is absent on this machine."""
+    if device not in backend_module.devices():
+        what = {"cuda": "no CUDA device", "gpu": "no JAX GPU device"}.get(device, f"no {device} device")
+        pytest.skip(f"{what} on this machine")
