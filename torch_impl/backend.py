@@ -1,0 +1,85 @@
+"""What makes the torch mirror a backend: conversions, devices, gradient paths, the
+(optionally compiled) step factory and the portable weight file (reference/backend.py)."""
+import functools
+
+import torch
+
+import reference
+from ._convert import from_numpy, to_numpy, tree_from_numpy, tree_to_numpy, torch_dtype
+from .network import cost_and_autodiff_grads, cost_and_func_grads, network_backward, network_forward
+from .optim import apply_update, step_scalars
+from .training import COSTS, compute_stage_cost, train_step
+
+GRAD_PATHS = ("manual", "autodiff")
+
+
+def devices():
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@functools.lru_cache(maxsize=None)
+def compile_status():
+    """(ok, reason): compiles and runs a tiny function once per process (inductor on CPU
+    needs a C++ compiler; the first compile takes seconds, mostly importing inductor)."""
+    try:
+        f = torch.compile(lambda x: x * 2 + 1, fullgraph=True)
+        x = torch.arange(4, dtype=torch.float64)
+        if not torch.equal(f(x), x * 2 + 1):
+            return False, "torch.compile ran but returned a wrong result"
+    except Exception as e:  # any failure (no compiler, unsupported platform) means "no"
+        lines = str(e).strip().splitlines()
+        return False, f"{type(e).__name__}: {lines[0] if lines else ''}"
+    return True, f"torch.compile (inductor) works, torch {torch.__version__}"
+
+
+def make_train_step(hidden, output, optimizer, cost="stable", grad_path="manual", compiled=False):
+    """fn(parameters, state, X, Y) -> (parameters, state, cost, grads), like train_step.
+    grad_path "autodiff" takes the gradients from torch.autograd; compiled=True runs
+    forward, cost, backward and update as one torch.compile'd function. The counter t
+    stays a Python int outside it: its scalars (learning rate, Adam's bias corrections)
+    enter as 0-d tensors in the parameters' dtype, so new values of t never recompile."""
+    if grad_path not in GRAD_PATHS:
+        raise ValueError(f"the torch mirror has no gradient path {grad_path!r}; it has {GRAD_PATHS}")
+    if cost not in COSTS:
+        raise ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
+    if not compiled and grad_path == "manual":
+        def step(parameters, state, X, Y):
+            return train_step(parameters, state, X, Y, hidden, output, optimizer, cost)
+        return step
+
+    def core(parameters, buffers, X, Y, scalars):
+        if grad_path == "manual":
+            AL, cache = network_forward(X, parameters, hidden, output)
+            J = compute_stage_cost(AL, cache, Y, output, cost)
+            grads = network_backward(parameters, cache, X, Y, hidden, output)
+        else:
+            autodiff = cost_and_func_grads if compiled else cost_and_autodiff_grads
+            J, grads = autodiff(parameters, X, Y, hidden, output, cost)
+        new_params, new_buffers = apply_update(parameters, grads, buffers, optimizer, scalars)
+        return new_params, new_buffers, J, grads
+
+    if compiled:
+        ok, reason = compile_status()
+        if not ok:
+            raise ValueError(f"torch.compile is unavailable here: {reason}")
+        core = torch.compile(core)
+
+    def step(parameters, state, X, Y):
+        scalars = step_scalars(optimizer, state["t"])
+        if compiled:
+            p = next(iter(parameters.values()))
+            scalars = {k: torch.tensor(v, dtype=p.dtype, device=p.device) for k, v in scalars.items()}
+        buffers = {k: v for k, v in state.items() if k != "t"}
+        new_params, new_buffers, J, grads = core(parameters, buffers, X, Y, scalars)
+        return new_params, {"t": state["t"] + 1, **new_buffers}, J, grads
+    return step
+
+
+def save_weights(path, parameters):
+    """reference.save_weights of the NumPy copies (same .npz format, atomic write)."""
+    reference.save_weights(path, tree_to_numpy(parameters))
+
+
+def load_weights(path, dtype=None, device="cpu"):
+    """reference.load_weights (validated, never unpickles), converted to tensors."""
+    return tree_from_numpy(reference.load_weights(path), dtype, device)
