@@ -12,7 +12,8 @@ says nothing. For trajectories the suite uses a measured model instead:
 
         |x_b(t) - x_r(t)| <= SAFETY (t + 1) max_{s <= t} D(s) + 2 E_1(x),
 
-    with E_1 the one-step bound of the stage (tolerance.py) as the floor and SAFETY = 10.
+    with E_1 the one-step bound of the stage (tolerance.py) as the floor and SAFETY = 10;
+    for the final parameters D is the max over the whole array (norm-wise), t the last step.
 
 Where D(t) reaches the size of the quantity itself the trajectories have parted: the
 model then allows anything, and the suite reports the step where it happened instead of
@@ -45,7 +46,9 @@ class Trajectory:
 
     def param_bound(self, key, floor):
         n = len(self.costs)
-        return SAFETY * n * np.abs(self.params[key] - self.shadow_params[key]) + floor
+        # norm-wise (max over the array): an element's shadow distance can be near zero
+        # by chance while its rounding history is not
+        return SAFETY * n * np.max(np.abs(self.params[key] - self.shadow_params[key])) + floor
 
     def parting_step(self, rel=0.01):
         """First update whose shadow cost differs by more than rel (relative), or None."""

@@ -56,12 +56,17 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def numeric_state():
-    """Full-precision matmuls for the test; torch's default dtype and threads restored."""
+    """Full-precision matmuls and one torch thread for the test; torch's default dtype and
+    thread count restored after it."""
     try:
         import torch
     except ImportError:
         torch = None
     saved = (torch.get_default_dtype(), torch.get_num_threads()) if torch else None
+    if torch:
+        # the suite's matrices are tiny: intra-op threads only add synchronisation (and
+        # thrash under pytest-xdist); one thread also makes CPU results reproducible
+        torch.set_num_threads(1)
     with precision_mode(tf32=False):
         yield
     if torch:
