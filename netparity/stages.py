@@ -17,7 +17,8 @@ import reference as R
 from netparity.backends import get_backend
 from netparity.tolerance import Precision, input_bounds, stage_bounds
 
-ARCHS = {"shallow": (4,), "deep": (5, 4, 3)}
+# "deep" has a square layer (W2 is 4x4), where a transposed weight keeps its shape
+ARCHS = {"shallow": (4,), "deep": (4, 4, 3)}
 BATCH_SIZES = {"full": None, "mini": 64, "sgd": 1}
 OPTIMIZER_CONFIGS = {
     "gd": R.Optimizer("gd", learning_rate=0.5),
