@@ -1,0 +1,33 @@
+"""netparity's JAX mirror of the NumPy reference: the same flat public API (docs/API.md),
+taking and returning jax arrays; weights, data and batch order come from the reference.
+
+The one global setting: importing this package turns on ``jax_enable_x64`` (float64
+exists in JAX only with it). It applies to the whole process; every function here passes
+explicit dtypes, so float32 inputs still compute in float32. Matmul precision is left to
+the caller (``jax.default_matmul_precision``); on CPU it makes no difference (float32
+matmuls run in float32 at every setting; the reduced-precision passes are GPU/TPU ones).
+"""
+import jax as _jax
+
+_jax.config.update("jax_enable_x64", True)
+
+from .activations import (LEAKY_SLOPE, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS,  # noqa: E402
+                          activation, activation_grad, softmax)
+from .article import (layer_sizes, initialize_parameters, sigmoid, forward_propagation,  # noqa: E402
+                      compute_cost, backward_propagation, update_parameters, optimize, model,
+                      predict)
+from .costs import cross_entropy, cross_entropy_from_logits  # noqa: E402
+# data sets and batch order are the reference's (NumPy arrays; convert with from_numpy)
+from reference.data import DATASETS, load_dataset, load_planar_dataset, batch_order, one_hot  # noqa: E402
+from .network import (INITIALIZERS, initialize_network, network_forward, network_backward,  # noqa: E402
+                      network_backward_autodiff, num_layers)
+from .network import predict as network_predict  # noqa: E402
+from .optim import (OPTIMIZERS, SCHEDULES, Optimizer, init_optimizer_state, learning_rate_at,  # noqa: E402
+                    optimizer_step)
+from .training import (COSTS, NonFiniteError, train_step, train, train_scan,  # noqa: E402
+                       gradient_norms)
+
+NAME = "jax"
+from .backend import (GRAD_PATHS, devices, compile_status, from_numpy, to_numpy,  # noqa: E402
+                      tree_from_numpy, tree_to_numpy, make_train_step, save_weights,
+                      load_weights)

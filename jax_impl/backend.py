@@ -1,0 +1,120 @@
+"""What makes the JAX mirror a backend: conversions, devices, gradient paths, the step
+factory (optionally jax.jit-compiled) and the portable weight file (the reference's)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import reference.backend as _ref
+
+from .network import cost_and_gradients_autodiff
+from .optim import optimizer_step
+from .training import train_step
+
+GRAD_PATHS = ("manual", "autodiff")
+_PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}  # netparity name -> jax platform
+
+
+def devices():
+    names = ["cpu"]
+    try:
+        if jax.devices("gpu"):
+            names.append("gpu")
+    except RuntimeError:  # no GPU backend in this jaxlib / on this machine
+        pass
+    return names
+
+
+def compile_status():
+    try:
+        jax.block_until_ready(jax.jit(lambda x: x + 1)(jnp.zeros((1,), dtype=jnp.float32)))
+    except Exception as e:  # any failure means: do not use compiled=True
+        return False, f"jax.jit failed: {e}"
+    return True, "jax.jit"
+
+
+def _device(device):
+    if device not in _PLATFORMS:
+        raise ValueError(f"unknown device {device!r}; expected one of {', '.join(_PLATFORMS)}")
+    try:
+        return jax.devices(_PLATFORMS[device])[0]
+    except RuntimeError as e:
+        raise ValueError(f"device {device!r} is not available: {e}") from e
+
+
+def from_numpy(x, dtype=None, device="cpu"):
+    # a host copy first, as the reference does: the jax array never aliases caller memory
+    return jax.device_put(np.array(x, dtype=dtype, copy=True), _device(device))
+
+
+def to_numpy(x):
+    # a copy: np.asarray of a jax CPU array is a read-only view of its buffer
+    return np.array(x)
+
+
+def tree_from_numpy(d, dtype=None, device="cpu"):
+    return {k: v if isinstance(v, (int, float)) else from_numpy(v, dtype, device)
+            for k, v in d.items()}
+
+
+def tree_to_numpy(d):
+    return {k: v if isinstance(v, (int, float)) else to_numpy(v) for k, v in d.items()}
+
+
+def _step(parameters, state, X, Y, hidden, output, optimizer, cost, grad_path):
+    if grad_path == "manual":
+        return train_step(parameters, state, X, Y, hidden, output, optimizer, cost)
+    J, grads = cost_and_gradients_autodiff(parameters, X, Y, hidden, output, cost)
+    parameters, state = optimizer_step(parameters, grads, state, optimizer)
+    return parameters, state, J, grads
+
+
+# One jit for every factory call: equal static arguments share its compile cache.
+_step_jit = jax.jit(_step, static_argnames=("hidden", "output", "optimizer", "cost",
+                                            "grad_path"))
+
+
+def make_train_step(hidden, output, optimizer, cost="stable", grad_path="manual",
+                    compiled=False):
+    """fn(parameters, state, X, Y) -> (parameters, state, cost, grads). compiled=True:
+    jax.jit with hidden/output/optimizer/cost static and state["t"] traced (an int32
+    array), so new t values reuse the compiled step; only new shapes/dtypes retrace."""
+    if grad_path not in GRAD_PATHS:
+        raise ValueError(f"the JAX mirror has no gradient path {grad_path!r}; it has {GRAD_PATHS}")
+    if cost not in ("stable", "literal"):
+        raise ValueError(f"unknown cost {cost!r}; expected one of stable, literal")
+    run = _step_jit if compiled else _step
+
+    def step(parameters, state, X, Y):
+        if compiled:
+            # a Python int t (a converted reference state) would trace as int64 and
+            # compile a second variant; always hand the jit an int32 array
+            t = state["t"]
+            if not isinstance(t, jax.Array):
+                t = jnp.full_like(X, t, dtype=jnp.int32, shape=())  # on X's device
+            state = {**state, "t": t}
+        out = run(parameters, state, X, Y, hidden=hidden, output=output,
+                  optimizer=optimizer, cost=cost, grad_path=grad_path)
+        return _in_order(out, parameters, state) if compiled else out
+    return step
+
+
+def _in_order(out, parameters, state):
+    """jit returns dicts with sorted keys; restore the eager (reference) key order."""
+    new_params, new_state, J, grads = out
+    L = len(parameters) // 2
+    grad_keys = [k for l in range(L, 0, -1) for k in (f"dZ{l}", f"dW{l}", f"db{l}", f"dA{l - 1}")]
+    return ({k: new_params[k] for k in parameters}, {k: new_state[k] for k in state}, J,
+            {k: grads[k] for k in grad_keys})
+
+
+WEIGHT_FORMAT = _ref.WEIGHT_FORMAT
+
+
+def save_weights(path, parameters):
+    """``reference.save_weights`` of the NumPy copies (.npz, no pickle, atomic)."""
+    _ref.save_weights(path, tree_to_numpy(parameters))
+
+
+def load_weights(path, dtype=None, device="cpu"):
+    """Reads a file written by any backend's ``save_weights``; never unpickles."""
+    return tree_from_numpy(_ref.load_weights(path), dtype, device)
