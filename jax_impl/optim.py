@@ -29,8 +29,8 @@ def init_optimizer_state(parameters, optimizer):
 def learning_rate_at(optimizer, k):
     """The learning rate of update number k (0-based), as a 0-d float64 array; k may be
     traced. Same formulas as the reference: equal to it for inverse_time and step (XLA's
-    pow is exact for integer exponents in the normal range), within ~1e-13 relative for
-    exponential (fractional exponents: XLA's pow vs libm's, a few hundred ulps)."""
+    pow is exact for integer exponents in the normal range), within ~5e-14 relative for
+    exponential (fractional exponents: XLA's pow vs libm's, up to a few hundred ulps)."""
     lr0, rate, steps = optimizer.learning_rate, optimizer.decay_rate, optimizer.decay_steps
     k = jnp.asarray(k, dtype=jnp.int32)
     f64 = jnp.float64  # a Python float's precision, as in the reference
