@@ -1,9 +1,10 @@
 """The conformance matrix: every stage of every mirror against the reference.
 
 Axes: backend x gradient path x device x dtype x hidden activation x output x
-architecture x optimiser x batch mode (x steps). The default run covers every backend,
-path, dtype, activation, output, architecture and optimiser after one full-batch step,
-plus a multi-step mini-batch/SGD case per (backend, path, dtype, activation, output);
+architecture x optimiser x batch mode (x steps). The default run (``-m "not slow"``) covers
+every backend, path, dtype, activation, output and architecture after one full-batch
+step (optimiser rotating; the other optimisers are marked slow), a 3-step mini-batch/SGD
+case per (backend, path, dtype, activation, output), the compiled paths and the GPU cases;
 ``--full-matrix`` collects the whole product (marked slow). Ids read like
 ``torch-autograd-cpu-float32-relu-sigmoid-2x5x4x3x1-adam-full-1step``.
 
@@ -41,32 +42,39 @@ BACKENDS = [b for b in MIRRORS if _importable(b)]
 
 
 def default_cases():
+    """(case, slow) pairs. Not slow (CI): every backend x path x dtype x activation x
+    output x architecture after one step, the optimiser rotating; the other optimisers of
+    those one-step cases are marked slow."""
     cases = []
-    for backend, path, dtype, hidden, output, arch, opt in itertools.product(
-            BACKENDS, ("manual", "autodiff"), DTYPES, HIDDEN, OUTPUTS, ARCHS, OPTIMIZERS):
-        cases.append(Case(backend, path, "cpu", dtype, hidden, output, arch, opt, "full", 1))
+    rot = itertools.cycle(OPTIMIZERS)
+    for backend, path, dtype, hidden, output, arch in itertools.product(
+            BACKENDS, ("manual", "autodiff"), DTYPES, HIDDEN, OUTPUTS, ARCHS):
+        fast = next(rot)
+        for opt in OPTIMIZERS:
+            cases.append((Case(backend, path, "cpu", dtype, hidden, output, arch, opt, "full", 1),
+                          opt != fast))
     rot = itertools.cycle(itertools.product(("mini", "sgd"), OPTIMIZERS, ARCHS))
     for backend, path, dtype, hidden, output in itertools.product(
             BACKENDS, ("manual", "autodiff"), DTYPES, HIDDEN, OUTPUTS):
         batch, opt, arch = next(rot)
-        cases.append(Case(backend, path, "cpu", dtype, hidden, output, arch, opt, batch, 4))
+        cases.append((Case(backend, path, "cpu", dtype, hidden, output, arch, opt, batch, 3), False))
     # compiled: every JAX (dtype, activation, output); torch.compile costs seconds per
     # graph on CPU, so two representative cases here and the rest in --full-matrix
     rot = itertools.cycle(itertools.product(OPTIMIZERS, ARCHS))
     if "jax" in BACKENDS:
         for dtype, hidden, output in itertools.product(DTYPES, HIDDEN, OUTPUTS):
             opt, arch = next(rot)
-            cases.append(Case("jax", "compiled", "cpu", dtype, hidden, output, arch, opt, "mini", 3))
+            cases.append((Case("jax", "compiled", "cpu", dtype, hidden, output, arch, opt, "mini", 3), False))
     if "torch" in BACKENDS:
-        cases.append(Case("torch", "compiled", "cpu", "float64", "tanh", "sigmoid", "shallow", "adam", "full", 2))
-        cases.append(Case("torch", "compiled", "cpu", "float32", "relu", "softmax", "deep", "momentum", "mini", 2))
+        cases.append((Case("torch", "compiled", "cpu", "float64", "tanh", "sigmoid", "shallow", "adam", "full", 2), False))
+        cases.append((Case("torch", "compiled", "cpu", "float32", "relu", "softmax", "deep", "momentum", "mini", 2), False))
     # GPU: the same slice as the CPU's one-step cases for one activation per output, in
     # full float32 and in TF32; skipped with the reason where there is no GPU
     for backend, path, hidden, output, tf32 in itertools.product(
             BACKENDS, ("manual", "autodiff", "compiled"), HIDDEN, OUTPUTS, (False, True)):
         for dtype in (("float32",) if tf32 else DTYPES):
-            cases.append(Case(backend, path, GPU[backend], dtype, hidden, output, "deep", "adam",
-                              "mini", 2, tf32))
+            cases.append((Case(backend, path, GPU[backend], dtype, hidden, output, "deep", "adam",
+                               "mini", 2, tf32), False))
     return cases
 
 
@@ -83,8 +91,9 @@ def pytest_generate_tests(metafunc):
     if metafunc.config.getoption("--full-matrix"):
         cases = [pytest.param(c, marks=pytest.mark.slow) for c in full_cases()]
     else:
-        cases = [pytest.param(c, marks=pytest.mark.gpu) if c.device != "cpu" else c
-                 for c in default_cases()]
+        cases = [pytest.param(c, marks=[pytest.mark.gpu] if c.device != "cpu" else
+                              [pytest.mark.slow] if slow else [])
+                 for c, slow in default_cases()]
     metafunc.parametrize("case", cases, ids=lambda c: c.id)
 
 

@@ -19,8 +19,8 @@ OPTIMIZERS = {
     "momentum": R.Optimizer("momentum", learning_rate=0.5, beta=0.9),
     "adam": R.Optimizer("adam", learning_rate=0.01, schedule="inverse_time", decay_rate=0.01),
 }
-# (epochs, batch size): 300 full-batch updates, or 30 epochs of 7 mini-batches of <= 64
-BATCHES = {"full": (300, None), "mini": (30, 64)}
+# (epochs, batch size): 150 full-batch updates, or 15 epochs of 7 mini-batches of <= 64
+BATCHES = {"full": (150, None), "mini": (15, 64)}
 
 
 def _backends():
