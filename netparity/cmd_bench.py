@@ -1,0 +1,173 @@
+"""`netparity bench`: runs bench/ through pytest-benchmark, then renders the saved JSON
+as a markdown table (time per step, speed-up over the NumPy reference, GFLOP/s, roofline
+fraction) and PNG plots; ``--compare OLD NEW`` prints per-benchmark time ratios."""
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+
+from netparity import roofline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+
+
+def add_arguments(parser):
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="planar + medium configs only")
+    size.add_argument("--smoke", action="store_true", help="one tiny config, 2 rounds (CI)")
+    parser.add_argument("--json", default=os.path.join(RESULTS, "bench.json"),
+                        help="where to save the pytest-benchmark JSON (default: %(default)s); "
+                             "the markdown table goes next to it (.md)")
+    parser.add_argument("--compare", nargs=2, metavar=("OLD.json", "NEW.json"),
+                        help="print NEW/OLD median ratios of two saved runs; runs nothing")
+    parser.add_argument("--plots", metavar="DIR", help="write PNG plots to DIR")
+    parser.add_argument("--render-only", action="store_true",
+                        help="render the table/plots of an existing --json without running")
+
+
+def run(args):
+    if args.compare:
+        print(compare(*(load(p) for p in args.compare)))
+        return 0
+    if not args.render_only:
+        size = "smoke" if args.smoke else "quick" if args.quick else "full"
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        # -v prints one line per benchmark as it finishes: the progress display.
+        # -p no:randomly: keep the configured order (pytest-randomly would shuffle it)
+        cmd = [sys.executable, "-m", "pytest", os.path.join(ROOT, "bench"), "-v",
+               "-p", "no:randomly", f"--bench-size={size}", f"--benchmark-json={args.json}",
+               "--benchmark-columns=median,rounds,iterations", "--benchmark-sort=fullname"]
+        print("$", " ".join(cmd), flush=True)
+        rc = subprocess.call(cmd, cwd=ROOT)
+        if rc not in (0, 5) or not os.path.exists(args.json):
+            return rc or 1
+    data = load(args.json)
+    table = render(data)
+    print(table)
+    md = os.path.splitext(args.json)[0] + ".md"
+    with open(md, "w") as f:
+        f.write(table + "\n")
+    print(f"wrote {args.json} and {md}")
+    if args.plots:
+        for path in plot(data, args.plots):
+            print(f"wrote {path}")
+    return 0
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def rows(data):
+    """One dict per benchmark: its extra_info plus per-step median, GFLOP/s, roofline
+    fraction (against the peaks stored in the JSON) and speed-up over numpy."""
+    peaks = data["machine_info"].get("roofline") or roofline.measure_peaks()
+    out = []
+    for b in data["benchmarks"]:
+        e = dict(b["extra_info"])
+        if "op" not in e:
+            continue
+        t = b["stats"]["median"]
+        e["name"] = b["name"]
+        e["median_s"] = t
+        e["us_per_step"] = 1e6 * t / e["steps"]
+        e["gflops"] = e["flops"] / t / 1e9
+        e["roofline"] = roofline.roofline_fraction(e["flops"], e["bytes"], t,
+                                                   peaks[f"flops_{e['dtype']}"], peaks["bandwidth"])
+        e["label"] = f"{e['backend']}-{e['variant']}" + ("" if e["device"] == "cpu" else f"-{e['device']}")
+        out.append(e)
+    base = {(r["config"], r["op"]): r["us_per_step"] for r in out if r["backend"] == "numpy"}
+    for r in out:
+        b = base.get((r["config"], r["op"]))
+        r["speedup"] = b / r["us_per_step"] if b else None
+    return out
+
+
+def render(data):
+    rs = rows(data)
+    peaks = data["machine_info"].get("roofline", {})
+    lines = [f"Machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}, "
+             f"{os.cpu_count()} cores; numpy matmul peak "
+             f"{peaks.get('flops_float32', 0) / 1e9:.1f} GFLOP/s float32, "
+             f"{peaks.get('flops_float64', 0) / 1e9:.1f} GFLOP/s float64; "
+             f"bandwidth {peaks.get('bandwidth', 0) / 1e9:.1f} GB/s", "",
+             "| config | op | backend/variant | median µs/step | speed-up vs numpy | GFLOP/s "
+             "| roofline fraction | compile s | traces |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rs, key=lambda r: (r["config"], r["op"], r["us_per_step"])):
+        sp = f"{r['speedup']:.2f}×" if r["speedup"] else "–"
+        lines.append(f"| {r['config']} | {r['op']} | {r['label']} | {r['us_per_step']:.1f} | {sp} "
+                     f"| {r['gflops']:.3f} | {r['roofline']:.4f} | {r['compile_s']:.2f} "
+                     f"| {r.get('traces', '')} |")
+    # the headline targets: each mirror's article optimize per step over the reference's
+    targets = [r for r in rs if r["op"] == "optimize" and r["backend"] != "numpy"]
+    if targets:
+        lines += ["", "Article `optimize` per step, speed-up over `reference.optimize` "
+                  "(same run):", "", "| config | dtype | backend | µs/step | speed-up |",
+                  "|---|---|---|---:|---:|"]
+        for r in sorted(targets, key=lambda r: (r["config"], -(r["speedup"] or 0))):
+            lines.append(f"| {r['config']} | {r['dtype']} | {r['backend']} "
+                         f"| {r['us_per_step']:.2f} | {r['speedup']:.2f}× |")
+    return "\n".join(lines)
+
+
+def plot(data, folder):
+    import matplotlib
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    os.makedirs(folder, exist_ok=True)
+    rs = [r for r in rows(data) if r["op"] == "step"]
+    paths = []
+    by_label = defaultdict(list)
+    for r in rs:
+        by_label[r["label"]].append(r)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for label, group in sorted(by_label.items()):
+        group.sort(key=lambda r: r["flops"])
+        ax.loglog([r["flops"] for r in group], [r["us_per_step"] for r in group], "o-", label=label)
+    ax.set(xlabel="FLOPs per step (model)", ylabel="median µs per step",
+           title="Training step: time vs size")
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, folder, "time_vs_size.png"))
+    configs = sorted({r["config"] for r in rs}, key=lambda c: min(r["flops"] for r in rs if r["config"] == c))
+    for key, ylabel, name, log in [("speedup", "speed-up over numpy reference", "speedup.png", True),
+                                   ("roofline", "fraction of roofline bound", "roofline.png", True)]:
+        fig, ax = plt.subplots(figsize=(max(7, 1.4 * len(configs)), 5))
+        labels = sorted(by_label)
+        width = 0.8 / max(len(labels), 1)
+        for i, label in enumerate(labels):
+            vals = {r["config"]: r[key] for r in by_label[label]}
+            ax.bar([j + i * width for j in range(len(configs))],
+                   [vals.get(c) or 0 for c in configs], width, label=label)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(configs))])
+        ax.set_xticklabels(configs, rotation=20, ha="right", fontsize=7)
+        if log:
+            ax.set_yscale("log")
+        ax.set(ylabel=ylabel, title=f"Training step: {ylabel}")
+        ax.legend(fontsize=7)
+        paths.append(_save(fig, folder, name))
+    return paths
+
+
+def _save(fig, folder, name):
+    import matplotlib.pyplot as plt
+    path = os.path.join(folder, name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def compare(old, new):
+    """NEW median / OLD median per benchmark present in both (< 1: NEW is faster)."""
+    o = {b["fullname"]: b["stats"]["median"] for b in old["benchmarks"]}
+    lines = ["| benchmark | old µs | new µs | new/old |", "|---|---:|---:|---:|"]
+    for b in new["benchmarks"]:
+        if b["fullname"] in o:
+            t0, t1 = o[b["fullname"]], b["stats"]["median"]
+            lines.append(f"| {b['name']} | {1e6 * t0:.1f} | {1e6 * t1:.1f} | {t1 / t0:.2f} |")
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""Keeps bench/ from rotting: the roofline model on a hand-computed config, and the
+smoke-size benchmark suite run once with timing disabled."""
+import os
+import subprocess
+import sys
+
+from netparity import roofline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_roofline_flops_of_the_article_network_by_hand():
+    dims, m = (2, 4, 1), 400
+    # forward matmuls: W1 (4x2) @ X (2x400) and W2 (1x4) @ A1 (4x400), 2 flops per MAC
+    assert roofline.matmul_flops(dims, m) == 2 * 4 * 2 * 400 + 2 * 1 * 4 * 400 == 9600
+    # + bias add and activation, 1 flop each per element of Z1 (4x400) and Z2 (1x400)
+    assert roofline.forward_flops(dims, m) == 9600 + 2 * 4 * 400 + 2 * 1 * 400 == 13600
+    # backward: dZ2 = A2 - Y (400); dW2, dA1 (2 x 3200), db2 (400); dZ1 = dA1 * g' (2 x 1600);
+    # dW1, dA0 (2 x 6400), db1 (1600)
+    assert roofline.backward_flops(dims, m) == 400 + 6400 + 400 + 3200 + 12800 + 1600 == 24800
+    assert roofline.backward_flops(dims, m, input_grad=False) == 24800 - 6400
+    assert roofline.num_parameters(dims) == 17
+    flops, nbytes = roofline.step_cost(dims, m, 8, "loop", steps=10)
+    assert flops == 10 * (13600 + 3 * 400 + 24800 + 2 * 17)
+    assert nbytes > 0 and roofline.step_cost(dims, m, 4)[1] * 2 == roofline.step_cost(dims, m, 8)[1]
+    assert roofline.roofline_fraction(1e9, 1e9, 1.0, 1e9, 1e10) == 1.0  # compute-bound at peak
+
+
+def test_bench_suite_runs_at_smoke_size():
+    r = subprocess.run([sys.executable, "-m", "pytest", "bench", "--bench-size", "smoke",
+                        "--benchmark-disable", "-q", "-p", "no:randomly"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
