@@ -4,7 +4,7 @@ Axes: backend x gradient path x device x dtype x hidden activation x output x
 architecture x optimiser x batch mode (x steps). The default run (``-m "not slow"``) covers
 every backend, path, dtype, activation, output and architecture after one full-batch
 step (optimiser rotating; the other optimisers are marked slow), a 3-step mini-batch/SGD
-case per (backend, path, dtype, activation, output), the compiled paths and the GPU cases;
+case per (backend, path, activation, output) (dtype alternating; the other is slow), the compiled paths and the GPU cases;
 ``--full-matrix`` collects the whole product (marked slow). Ids read like
 ``torch-autograd-cpu-float32-relu-sigmoid-2x5x4x3x1-adam-full-1step``.
 
@@ -53,11 +53,18 @@ def default_cases():
         for opt in OPTIMIZERS:
             cases.append((Case(backend, path, "cpu", dtype, hidden, output, arch, opt, "full", 1),
                           opt != fast))
+    # multi-step: every (backend, path, activation, output) in one dtype (alternating);
+    # the other dtype is marked slow. (JAX compiles every eager op once per new shape and
+    # dtype, ~40 ms each: new shapes, not steps, are what costs time here.)
     rot = itertools.cycle(itertools.product(("mini", "sgd"), OPTIMIZERS, ARCHS))
-    for backend, path, dtype, hidden, output in itertools.product(
-            BACKENDS, ("manual", "autodiff"), DTYPES, HIDDEN, OUTPUTS):
+    dtype_rot = itertools.cycle(DTYPES)
+    for backend, path, hidden, output in itertools.product(
+            BACKENDS, ("manual", "autodiff"), HIDDEN, OUTPUTS):
         batch, opt, arch = next(rot)
-        cases.append((Case(backend, path, "cpu", dtype, hidden, output, arch, opt, batch, 3), False))
+        fast = next(dtype_rot)
+        for dtype in DTYPES:
+            cases.append((Case(backend, path, "cpu", dtype, hidden, output, arch, opt, batch, 3),
+                          dtype != fast))
     # compiled: every JAX (dtype, activation, output); torch.compile costs seconds per
     # graph on CPU, so two representative cases here and the rest in --full-matrix
     rot = itertools.cycle(itertools.product(OPTIMIZERS, ARCHS))
