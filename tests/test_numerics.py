@@ -1,0 +1,80 @@
+"""Numeric state: full precision by default, TF32 only when asked, a canary that notices
+reduced precision, flags restored, and a fingerprint that records them."""
+import types
+
+import numpy as np
+import pytest
+
+from netparity.backends import get_backend
+from netparity.fingerprint import fingerprint
+from netparity.numerics import precision_flags, precision_mode, tf32_canary
+from conftest import require_device
+
+DEVICES = [("numpy", "cpu"), ("torch", "cpu"), ("jax", "cpu"),
+           pytest.param("torch", "cuda", marks=pytest.mark.gpu),
+           pytest.param("jax", "gpu", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("backend,device", DEVICES)
+def test_float32_matmul_runs_at_full_precision(backend, device):
+    """Fails if reduced precision (TF32, bf16 passes) is silently active in the suite's
+    default mode, e.g. JAX's default precision on an Ampere GPU."""
+    B = get_backend(backend)
+    require_device(B, device)
+    assert tf32_canary(B, device), f"{backend}/{device}: float32 matmul lost bits: reduced precision is active"
+
+
+@pytest.mark.parametrize("backend,device", [("torch", "cuda"), ("jax", "gpu")])
+@pytest.mark.gpu
+def test_tf32_axis_really_reduces_precision_on_gpu(backend, device):
+    B = get_backend(backend)
+    require_device(B, device)
+    with precision_mode(tf32=True):
+        reduced = not tf32_canary(B, device)
+    if not reduced:
+        pytest.skip(f"{device} has no TF32 units (pre-Ampere): the TF32 axis equals float32 there")
+    assert tf32_canary(B, device)  # and full precision is back after the block
+
+
+def _tf32_round(x):
+    """Round float32 to TF32's 10-bit mantissa (round to nearest even on the bit pattern)."""
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32)
+    lsb = (bits >> 13) & 1
+    return ((bits + 0x0FFF + lsb) & ~np.uint32(0x1FFF)).view(np.float32)
+
+
+class _TF32Array(np.ndarray):
+    def __matmul__(self, other):
+        return np.asarray(_tf32_round(self)) @ np.asarray(_tf32_round(other))
+
+
+def test_canary_detects_tf32_rounding():
+    """Positive control: a backend whose matmul rounds its inputs to TF32 is caught."""
+    fake = types.SimpleNamespace(from_numpy=lambda x, dtype, device: np.asarray(x, dtype).view(_TF32Array),
+                                 to_numpy=np.asarray)
+    assert not tf32_canary(fake, "cpu")
+    honest = types.SimpleNamespace(from_numpy=lambda x, dtype, device: np.asarray(x, dtype), to_numpy=np.asarray)
+    assert tf32_canary(honest, "cpu")
+
+
+def test_precision_mode_sets_then_restores_flags():
+    before = precision_flags()
+    with precision_mode(tf32=True):
+        inside = precision_flags()
+        assert inside["torch.backends.cuda.matmul.allow_tf32"] is True
+        assert inside["torch.float32_matmul_precision"] == "high"
+        assert inside["jax_default_matmul_precision"] == "tensorfloat32"
+    assert precision_flags() == before
+    # the suite's default (conftest) is full precision
+    assert before["torch.backends.cuda.matmul.allow_tf32"] is False
+    assert before["torch.float32_matmul_precision"] == "highest"
+    assert before["jax_default_matmul_precision"] == "highest"
+
+
+def test_fingerprint_records_versions_devices_and_flags():
+    fp = fingerprint()
+    import jax
+    import torch
+    assert fp["numpy"] == np.__version__ and fp["torch"] == torch.__version__ and fp["jax"] == jax.__version__
+    assert fp["precision_flags"] == precision_flags()
+    assert fp["cpu_count"] >= 1 and fp["numpy_blas"] and fp["torch_blas"] != ""
