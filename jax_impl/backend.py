@@ -115,6 +115,6 @@ def save_weights(path, parameters):
     _ref.save_weights(path, tree_to_numpy(parameters))
 
 
-def load_weights(path, dtype=None, device="cpu"):
+def load_weights(path, dtype=None, device="cpu", layer_dims=None):
     """Reads a file written by any backend's ``save_weights``; never unpickles."""
-    return tree_from_numpy(_ref.load_weights(path), dtype, device)
+    return tree_from_numpy(_ref.load_weights(path, layer_dims=layer_dims), dtype, device)

@@ -19,3 +19,8 @@ from .training import (COSTS, NonFiniteError, train_step, train, gradient_norms)
 NAME = "numpy"
 from .backend import (GRAD_PATHS, devices, compile_status, from_numpy, to_numpy, tree_from_numpy,
                       tree_to_numpy, make_train_step, save_weights, load_weights)
+
+# every public function that takes user data validates it (reference/validate.py,
+# docs/errors.md); internal callers use the unvalidated implementations
+from .validate import NUMPY_OPS as _OPS, guard_api as _guard_api  # noqa: E402
+globals().update(_guard_api(globals(), _OPS))

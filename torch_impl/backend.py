@@ -80,6 +80,6 @@ def save_weights(path, parameters):
     reference.save_weights(path, tree_to_numpy(parameters))
 
 
-def load_weights(path, dtype=None, device="cpu"):
+def load_weights(path, dtype=None, device="cpu", layer_dims=None):
     """reference.load_weights (validated, never unpickles), converted to tensors."""
-    return tree_from_numpy(reference.load_weights(path), dtype, device)
+    return tree_from_numpy(reference.load_weights(path, layer_dims=layer_dims), dtype, device)
