@@ -5,6 +5,7 @@ Global state is set here and nowhere else in tests: every test runs inside
 and thread count are checked and restored around it, so no test depends on another's
 leftovers or on the order the tests run in (CI runs them in random order).
 """
+import contextlib
 import os
 
 import pytest
@@ -54,24 +55,48 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
-@pytest.fixture(autouse=True)
-def numeric_state():
-    """Full-precision matmuls and one torch thread for the test; torch's default dtype and
-    thread count restored after it."""
+@contextlib.contextmanager
+def suite_numeric_state():
+    """The state every test runs in, restored afterwards whatever the test changed: torch's
+    default dtype and thread count (one thread inside), TF32 off and "highest" matmul
+    precision on every framework, and JAX's global config (jax_enable_x64,
+    jax_default_matmul_precision, also when set with jax.config.update)."""
     try:
         import torch
     except ImportError:
         torch = None
+    try:
+        import jax
+        import jax_impl  # noqa: F401  its import turns jax_enable_x64 on: part of the baseline
+    except ImportError:
+        jax = None
     saved = (torch.get_default_dtype(), torch.get_num_threads()) if torch else None
+    jax_saved = ({k: getattr(jax.config, k) for k in JAX_FLAGS} if jax else None)
     if torch:
         # the suite's matrices are tiny: intra-op threads only add synchronisation (and
         # thrash under pytest-xdist); one thread also makes CPU results reproducible
         torch.set_num_threads(1)
-    with precision_mode(tf32=False):
+    try:
+        with precision_mode(tf32=False):
+            yield
+    finally:
+        if torch:
+            torch.set_default_dtype(saved[0])
+            torch.set_num_threads(saved[1])
+        if jax:
+            for k, v in jax_saved.items():
+                if getattr(jax.config, k) != v:
+                    jax.config.update(k, v)
+
+
+JAX_FLAGS = ("jax_enable_x64", "jax_default_matmul_precision")
+
+
+@pytest.fixture(autouse=True)
+def numeric_state():
+    """Every test inside ``suite_numeric_state``."""
+    with suite_numeric_state():
         yield
-    if torch:
-        torch.set_default_dtype(saved[0])
-        torch.set_num_threads(saved[1])
 
 
 def require_device(backend_module, device):
