@@ -143,7 +143,7 @@ def train_curves(steps, dtype):
 
 
 def cost_figure(curves_by_dtype):
-    fig = _figure(11, 7)
+    fig = _figure(11, 7.6)
     axes = fig.subplots(2, len(curves_by_dtype), squeeze=False)
     for j, (dtype, curves) in enumerate(curves_by_dtype.items()):
         ax, ad = axes[0, j], axes[1, j]
@@ -155,9 +155,9 @@ def cost_figure(curves_by_dtype):
                 d = np.abs(costs - ref_costs)
                 # points, not lines: the drift sits on a few discrete ulp levels
                 ad.semilogy(np.arange(d.size), np.where(d > 0, d, np.nan), ".", color=c, ms=2,
-                            label=f"|{name} - numpy|", alpha=0.6)
+                            alpha=0.6)
                 ad.semilogy(np.arange(d.size), np.maximum.accumulate(d), color=c, lw=1.2,
-                            label=f"running max, {name}")
+                            label=f"{name}: running max (dots: each iteration)")
         ax.set_title(f"cost per iteration, {dtype}", fontsize=10)
         ax.set_xlabel("iteration")
         ax.set_ylabel("cost")
@@ -168,7 +168,8 @@ def cost_figure(curves_by_dtype):
         ad.set_title(f"drift: |cost - reference cost|, {dtype} (log; zeros not drawn)", fontsize=10)
         ad.set_xlabel("iteration")
         ad.set_ylabel("|difference|")
-        ad.legend(fontsize=8)
+        ad.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+                  frameon=False)
     fig.tight_layout()
     return fig
 
