@@ -8,7 +8,7 @@ import reference.backend as _ref
 
 from .network import cost_and_gradients_autodiff
 from .optim import optimizer_step
-from .training import train_step
+from .training import _in_order, train_step
 
 GRAD_PATHS = ("manual", "autodiff")
 _PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}  # netparity name -> jax platform
@@ -96,15 +96,6 @@ def make_train_step(hidden, output, optimizer, cost="stable", grad_path="manual"
                   optimizer=optimizer, cost=cost, grad_path=grad_path)
         return _in_order(out, parameters, state) if compiled else out
     return step
-
-
-def _in_order(out, parameters, state):
-    """jit returns dicts with sorted keys; restore the eager (reference) key order."""
-    new_params, new_state, J, grads = out
-    L = len(parameters) // 2
-    grad_keys = [k for l in range(L, 0, -1) for k in (f"dZ{l}", f"dW{l}", f"db{l}", f"dA{l - 1}")]
-    return ({k: new_params[k] for k in parameters}, {k: new_state[k] for k in state}, J,
-            {k: grads[k] for k in grad_keys})
 
 
 WEIGHT_FORMAT = _ref.WEIGHT_FORMAT

@@ -35,6 +35,24 @@ def pytest_addoption(parser):
                 help="collect the full product of every axis (thousands of cases, marked slow)")
 
 
+def pytest_configure(config):
+    """JAX's persistent compilation cache, shared by the xdist workers and kept between
+    runs in .pytest_cache. Eager JAX compiles every primitive separately for each new
+    shape/dtype (~50 ms each on this 2-core CPU, ~130 for one eager Adam step); the cache
+    lets the second worker and the next run load them instead (6.6 s -> 1.9 s for one
+    case, measured). It changes no result: an entry is keyed by the computation, the
+    compile options and the jax/jaxlib version. NETPARITY_JAX_CACHE=0 turns it off."""
+    if os.environ.get("NETPARITY_JAX_CACHE", "1") == "0":
+        return
+    try:
+        import jax
+    except ImportError:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(config.cache.mkdir("jax-compilation-cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def _selected(config, option, value):
     chosen = config.getoption(option)
     return chosen is None or value in chosen
