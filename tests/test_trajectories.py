@@ -75,3 +75,22 @@ def test_article_model_predictions_equal_reference(backend):
     assert ref_acc >= 0.89
     assert acc == ref_acc, f"{backend}: accuracy {acc} vs reference {ref_acc}"
     assert np.array_equal(pred, ref_pred), f"{backend}: {np.sum(pred != ref_pred)} predictions differ"
+
+
+def test_torch_optimize_returns_parameters_autograd_can_use():
+    """torch's optimize runs under inference_mode (its fastest eager path); what it returns
+    must still be ordinary tensors: a gradient through them equals the manual one."""
+    import torch
+    T = get_backend("torch")
+    X, Y = R.load_planar_dataset(m=40)
+    Xt, Yt = T.from_numpy(X), T.from_numpy(Y)
+    params, _ = T.optimize(T.initialize_parameters(2, 4, 1), Xt, Yt, num_iterations=3)
+    assert not any(v.is_inference() for v in params.values())
+    W1 = params["W1"].clone().requires_grad_(True)
+    A2, _ = T.forward_propagation(Xt, {**params, "W1": W1})
+    m = X.shape[1]
+    J = -(Yt * torch.log(A2) + (1 - Yt) * torch.log(1 - A2)).sum() / m
+    J.backward()
+    _, cache = T.forward_propagation(Xt, params)
+    manual = T.backward_propagation(params, cache, Xt, Yt)["dW1"]
+    np.testing.assert_allclose(W1.grad.numpy(), manual.numpy(), rtol=1e-12, atol=1e-15)
