@@ -124,8 +124,21 @@ def jit_trace_count(fn):
     return size() if size else None
 
 
+def xla_cost(jitted, *args, **kwargs):
+    """(flops, bytes accessed) of one call of a jax.jit function, from XLA's own cost
+    analysis of the compiled (fused) program, or None. A loop body (lax.scan) is counted
+    once, so for ``train_scan`` this is the cost of one step."""
+    try:
+        ca = jitted.lower(*args, **kwargs).compile().cost_analysis()
+        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+        return float(ca["flops"]), float(ca["bytes accessed"])
+    except Exception:  # an API change must not break the benchmark: no XLA column then
+        return None
+
+
 def make_ops(backend, variant, device, cfg):
-    """{op: zero-argument callable} and a callable giving the JAX trace count (or None)."""
+    """{op: zero-argument callable}, a callable giving the JAX trace count (or None) and,
+    for JAX, {op: XLA's (flops, bytes) of one step} (see ``xla_cost``)."""
     mod = module(backend)
     X, Y = cfg.data()
     params = mod.tree_from_numpy(cfg.parameters(), device=device)
@@ -133,6 +146,7 @@ def make_ops(backend, variant, device, cfg):
     opt, out, n = cfg.optimizer(), cfg.output, cfg.loop_steps
     state = mod.init_optimizer_state(params, opt)
     traces = lambda: None  # noqa: E731
+    xla = {}
     if backend == "jax" and variant == "jit":
         import jax
         import jax_impl.backend
@@ -140,16 +154,25 @@ def make_ops(backend, variant, device, cfg):
         bwd = jax.jit(mod.network_backward, static_argnames=("hidden", "output"))
         step = mod.make_train_step("tanh", out, opt, compiled=True)
         _, cache = fwd(X, params, "tanh", out)
+        # XLA's costs first: lowering must not count as one of the measured run's traces
+        xla = {"forward": xla_cost(fwd, X, params, "tanh", out),
+               "backward": xla_cost(bwd, params, cache, X, Y, "tanh", out),
+               "step": xla_cost(jax_impl.backend._step_jit, params, state, X, Y, hidden="tanh",
+                                output=out, optimizer=opt, cost="stable", grad_path="manual")}
         # the step jit is shared by every config: count what this config adds to it
         before = jit_trace_count(jax_impl.backend._step_jit)
         traces = lambda: (None if before is None else  # noqa: E731
                           jit_trace_count(jax_impl.backend._step_jit) - before)
+        xla["loop"] = xla["step"]  # a Python loop over the jit step
     elif backend == "jax" and variant == "scan":
         import jax_impl.training
+        xla = {"loop": xla_cost(jax_impl.training._train_scan, params, X, Y, hidden="tanh",
+                                output=out, optimizer=opt, num_steps=n, cost="stable")}
         before = jit_trace_count(jax_impl.training._train_scan)
         traces = lambda: (None if before is None else  # noqa: E731
                           jit_trace_count(jax_impl.training._train_scan) - before)
-        return {"loop": lambda: mod.train_scan(params, X, Y, "tanh", out, opt, num_steps=n)}, traces
+        return ({"loop": lambda: mod.train_scan(params, X, Y, "tanh", out, opt, num_steps=n)},
+                traces, xla)
     else:
         fwd, bwd = mod.network_forward, mod.network_backward
         grad_path = "autodiff" if variant == "autograd" else "manual"
@@ -170,7 +193,7 @@ def make_ops(backend, variant, device, cfg):
         "backward": lambda: bwd(params, cache, X, Y, "tanh", out),
         "step": lambda: step(params, state, X, Y),
         "loop": loop,
-    }, traces
+    }, traces, xla
 
 
 def measure(benchmark, fn, sync, size, info, traces=lambda: None):

@@ -22,8 +22,10 @@ def test_core(benchmark, bench_size, cfg, key, op):
         import torch._dynamo
         # a fresh compile per config: otherwise the second shape turns on dynamic shapes
         torch._dynamo.reset()
-    ops, traces = make_ops(backend, variant, device, cfg)
+    ops, traces, xla = make_ops(backend, variant, device, cfg)
     steps = cfg.loop_steps if op == "loop" else 1
-    measure(benchmark, ops[op], syncer(backend, device), bench_size,
-            info_for(backend, variant, device, cfg, op, steps),
+    info = info_for(backend, variant, device, cfg, op, steps)
+    if xla.get(op):  # XLA's own count of one step of the fused program
+        info["xla_flops"], info["xla_bytes"] = (v * steps for v in xla[op])
+    measure(benchmark, ops[op], syncer(backend, device), bench_size, info,
             traces if op in ("step", "loop") else lambda: None)

@@ -22,6 +22,9 @@ def add_arguments(parser):
                              "the markdown table goes next to it (.md)")
     parser.add_argument("--compare", nargs=2, metavar=("OLD.json", "NEW.json"),
                         help="print NEW/OLD median ratios of two saved runs; runs nothing")
+    parser.add_argument("--select", metavar="EXPR",
+                        help="only benchmarks matching this pytest -k expression, e.g. "
+                             "'optimize or jax-scan' or 'planar and not torch'")
     parser.add_argument("--plots", metavar="DIR", help="write PNG plots to DIR")
     parser.add_argument("--render-only", action="store_true",
                         help="render the table/plots of an existing --json without running")
@@ -39,6 +42,8 @@ def run(args):
         cmd = [sys.executable, "-m", "pytest", os.path.join(ROOT, "bench"), "-v",
                "-p", "no:randomly", f"--bench-size={size}", f"--benchmark-json={args.json}",
                "--benchmark-columns=median,rounds,iterations", "--benchmark-sort=fullname"]
+        if args.select:
+            cmd += ["-k", args.select]
         print("$", " ".join(cmd), flush=True)
         rc = subprocess.call(cmd, cwd=ROOT)
         if rc not in (0, 5) or not os.path.exists(args.json):
@@ -77,6 +82,11 @@ def rows(data):
         e["gflops"] = e["flops"] / t / 1e9
         e["roofline"] = roofline.roofline_fraction(e["flops"], e["bytes"], t,
                                                    peaks[f"flops_{e['dtype']}"], peaks["bandwidth"])
+        # the same bound with XLA's own flops/bytes of the fused program (JAX rows only):
+        # the memory traffic that code really has, where the streaming model overcounts
+        e["roofline_xla"] = (roofline.roofline_fraction(
+            e["xla_flops"], e["xla_bytes"], t, peaks[f"flops_{e['dtype']}"], peaks["bandwidth"])
+            if e.get("xla_bytes") else None)
         e["label"] = f"{e['backend']}-{e['variant']}" + ("" if e["device"] == "cpu" else f"-{e['device']}")
         out.append(e)
     base = {(r["config"], r["op"]): r["us_per_step"] for r in out if r["backend"] == "numpy"}
@@ -95,23 +105,73 @@ def render(data):
              f"{peaks.get('flops_float64', 0) / 1e9:.1f} GFLOP/s float64; "
              f"bandwidth {peaks.get('bandwidth', 0) / 1e9:.1f} GB/s", "",
              "| config | op | backend/variant | median µs/step | speed-up vs numpy | GFLOP/s "
-             "| roofline fraction | compile s | traces |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(rs, key=lambda r: (r["config"], r["op"], r["us_per_step"])):
+             "| roofline fraction | XLA roofline fraction | compile s | traces |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rs, key=lambda r: (_size_key(rs, r["config"]), r["op"], r["us_per_step"])):
         sp = f"{r['speedup']:.2f}×" if r["speedup"] else "–"
+        rx = f"{r['roofline_xla']:.3f}" if r["roofline_xla"] else "–"
         lines.append(f"| {r['config']} | {r['op']} | {r['label']} | {r['us_per_step']:.1f} | {sp} "
-                     f"| {r['gflops']:.3f} | {r['roofline']:.4f} | {r['compile_s']:.2f} "
+                     f"| {r['gflops']:.3f} | {r['roofline']:.3f} | {rx} | {r['compile_s']:.2f} "
                      f"| {r.get('traces', '')} |")
     # the headline targets: each mirror's article optimize per step over the reference's
     targets = [r for r in rs if r["op"] == "optimize" and r["backend"] != "numpy"]
     if targets:
         lines += ["", "Article `optimize` per step, speed-up over `reference.optimize` "
-                  "(same run):", "", "| config | dtype | backend | µs/step | speed-up |",
-                  "|---|---|---|---:|---:|"]
+                  "(same run; paired: median of alternating reference/mirror rounds):", "",
+                  "| config | dtype | backend | µs/step | speed-up (medians) | speed-up (paired) |",
+                  "|---|---|---|---:|---:|---:|"]
         for r in sorted(targets, key=lambda r: (r["config"], -(r["speedup"] or 0))):
+            pr = f"{r['paired_speedup']:.2f}×" if r.get("paired_speedup") else "–"
             lines.append(f"| {r['config']} | {r['dtype']} | {r['backend']} "
-                         f"| {r['us_per_step']:.2f} | {r['speedup']:.2f}× |")
+                         f"| {r['us_per_step']:.2f} | {r['speedup']:.2f}× | {pr} |")
+    lines += ["", "Targets (issue 4):", ""] + [f"- {t}" for t in check_targets(rs)]
     return "\n".join(lines)
+
+
+def _size_key(rs, config):
+    return min(r["flops"] / r["steps"] for r in rs if r["config"] == config)
+
+
+TARGET_SPEEDUP = {"float64": 10.0, "float32": 14.0}
+ROOFLINE_SLACK = 1.5
+
+
+def check_targets(rs):
+    """The performance targets, each as a line saying met / MISSED with its numbers."""
+    out = []
+    opt = [r for r in rs if r["op"] == "optimize" and r["backend"] != "numpy"
+           and r["config"].startswith("planar") and r["speedup"]]
+    for dtype, want in TARGET_SPEEDUP.items():
+        mine = [r for r in opt if r["dtype"] == dtype]
+        if not mine:
+            continue
+        best = max(mine, key=lambda r: r["speedup"])
+        paired = best.get("paired_speedup")
+        ok = best["speedup"] >= want and (paired is None or paired >= want)
+        out.append(f"{'met' if ok else 'MISSED'}: planar {dtype}, fastest mirror "
+                   f"({best['backend']}) `optimize` {best['speedup']:.1f}× (medians)"
+                   + (f", {paired:.1f}× (paired)" if paired else "") + f" vs target ≥ {want:g}×")
+    train = [r for r in rs if r["op"] in ("step", "loop")]
+    if train:
+        largest = max({r["config"] for r in train}, key=lambda c: _size_key(train, c))
+        if _size_key(train, largest) < 1e9:
+            return out + [f"not evaluated: the memory-roofline target needs a large config "
+                          f"(largest here: {largest}; run the full size)"]
+        best = min((r for r in train if r["config"] == largest), key=lambda r: r["us_per_step"])
+        fracs = [f for f in (best["roofline"], best["roofline_xla"]) if f]
+        ok = max(fracs) >= 1 / ROOFLINE_SLACK
+        xla = f", {best['roofline_xla']:.2f} with XLA's byte count" if best["roofline_xla"] else ""
+        out.append(f"{'met' if ok else 'MISSED'}: largest config {largest}, fastest variant "
+                   f"{best['label']} ({best['op']}, {best['us_per_step'] / 1e3:.1f} ms/step) at "
+                   f"{best['roofline']:.2f} of its roofline (streaming model){xla}; target ≥ "
+                   f"{1 / ROOFLINE_SLACK:.2f} (within {ROOFLINE_SLACK}×)")
+    traced = [r for r in rs if r.get("traces") is not None]
+    if traced:
+        bad = [r["name"] for r in traced if r["traces"] > 1]
+        out.append(f"{'MISSED' if bad else 'met'}: JAX compiles once: traces per benchmark "
+                   f"{sorted({r['traces'] for r in traced})} (0 = reused an earlier benchmark's "
+                   f"compile){'; over 1: ' + ', '.join(bad) if bad else ''}")
+    return out
 
 
 def plot(data, folder):
