@@ -149,17 +149,16 @@ def check_targets(rs):
         mine = [r for r in opt if r["dtype"] == dtype]
         if not mine:
             continue
-        best = max(mine, key=lambda r: r["speedup"])
+        best = max(mine, key=lambda r: r.get("paired_speedup") or r["speedup"])
         paired = best.get("paired_speedup")
-        # judged on the measure (the two medians of one run); the paired ratio
-        # is printed beside it as the noise-robust check, flagged when it disagrees
-        ok = best["speedup"] >= want
-        note = ""
-        if paired is not None:
-            note = f", paired {paired:.1f}×" + ("" if paired >= want else " (below the target)")
-        out.append(f"{'met' if ok else 'MISSED'}: planar {dtype}, fastest mirror "
-                   f"({best['backend']}) `optimize` {best['speedup']:.1f}× (ratio of medians)"
-                   f"{note}; target ≥ {want:g}×")
+        # judged on the paired ratio where there is one: interleaved rounds see the same
+        # machine load in both halves, where two medians taken a minute apart need not
+        # (on the shared 2-core machine the two disagree by up to 40 %)
+        ratio = paired if paired is not None else best["speedup"]
+        out.append(f"{'met' if ratio >= want else 'MISSED'}: planar {dtype}, fastest mirror "
+                   f"({best['backend']}) `optimize` "
+                   + (f"{paired:.1f}× paired, " if paired is not None else "")
+                   + f"{best['speedup']:.1f}× ratio of medians; target ≥ {want:g}×")
     train = [r for r in rs if r["op"] in ("step", "loop")]
     if train:
         # largest = most memory traffic per step: the memory-roofline target's config

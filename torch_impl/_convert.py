@@ -23,7 +23,16 @@ def from_numpy(x, dtype=None, device="cpu"):
 
 def to_numpy(x):
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:
+            # NumPy has no bfloat16 and torch will not export one: go through float32
+            # (exact) to ml_dtypes' bfloat16 (what jax_impl returns), or stay float32
+            try:
+                import ml_dtypes
+            except ImportError:
+                return x.float().numpy()
+            return x.float().numpy().astype(ml_dtypes.bfloat16)
+        return x.numpy()
     return np.asarray(x)
 
 
