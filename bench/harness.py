@@ -196,7 +196,7 @@ def make_ops(backend, variant, device, cfg):
     }, traces, xla
 
 
-def measure(benchmark, fn, sync, size, info, traces=lambda: None):
+def measure(benchmark, fn, sync, size, info, traces=lambda: None, min_rounds=3):
     """Times fn's first call (compile/trace/allocate) apart from the steady state: two
     untimed warm-up calls, then ``benchmark.pedantic`` rounds sized to TARGET_S."""
     run = lambda: sync(fn())  # noqa: E731
@@ -210,7 +210,7 @@ def measure(benchmark, fn, sync, size, info, traces=lambda: None):
         rounds, iterations = 2, 1
     else:  # several calls per round for microsecond ops, so timer overhead stays negligible
         iterations = max(1, int(1e-3 / max(warm, 1e-7)))
-        rounds = max(3, min(200, int(TARGET_S / max(warm * iterations, 1e-7))))
+        rounds = max(min_rounds, min(200, int(TARGET_S / max(warm * iterations, 1e-7))))
     benchmark.group = info["config"]
     benchmark.extra_info.update(info, first_call_s=first, compile_s=max(first - warm, 0.0))
     benchmark.pedantic(run, rounds=rounds, iterations=iterations, warmup_rounds=0)
