@@ -94,6 +94,8 @@ def add_arguments(parser):
                         help="which implementation trains; all: every available one, "
                              "curves overlaid")
     parser.add_argument("--device", default="cpu", help="device for the mirrors (cpu, cuda, gpu)")
+    parser.add_argument("--grad-norms", action="store_true",
+                        help="print the Frobenius norm of every dW with each printed cost")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -124,7 +126,12 @@ def train_one(name, bk, params, X, Y, hidden, output, optimizer, args, prefix):
     def callback(k, J, grads):
         bar.update(1)
         if args.print_every and k % args.print_every == 0:
-            bar.write(f"{prefix}Cost after iteration {k}: {float(J):f}", file=sys.stdout)
+            line = f"{prefix}Cost after iteration {k}: {float(J):f}"
+            if args.grad_norms:  # per layer: vanishing (tiny |dW1|) or exploding gradients
+                norms = bk.gradient_norms(grads)
+                dWs = sorted((int(key[2:]), v) for key, v in norms.items() if key.startswith("dW"))
+                line += "  " + " ".join(f"|dW{l}|={v:.2e}" for l, v in dWs)
+            bar.write(line, file=sys.stdout)
 
     try:
         final, _, costs = bk.train(

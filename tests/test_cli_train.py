@@ -95,3 +95,24 @@ def test_mirror_backend_prints_the_reference_costs(backend, capsys):
     _, _, costs = ref.train(ref.initialize_network([2, 4, 1]), X, Y,
                             optimizer=ref.Optimizer("gd", 1.2), num_epochs=3)
     assert printed_costs(out) == [(k, pytest.approx(float(costs[k]), abs=5e-7)) for k in range(3)]
+
+
+def test_grad_norms_flag_prints_each_layers_gradient_norm(capsys):
+    """--grad-norms appends |dW1| |dW2| to each printed cost: the norms of the article
+    network's first gradients, recomputed here with the reference."""
+    assert main(["train", "--iterations", "3", "--print-every", "2", "--no-progress",
+                 "--grad-norms"]) == 0
+    out = capsys.readouterr().out
+    X, Y = ref.load_planar_dataset()
+    params = ref.initialize_parameters(2, 4, 1)
+    want = {}
+    for i in range(3):
+        A2, cache = ref.forward_propagation(X, params)
+        grads = ref.backward_propagation(params, cache, X, Y)
+        want[i] = [float(np.linalg.norm(grads["dW1"])), float(np.linalg.norm(grads["dW2"]))]
+        params = ref.update_parameters(params, grads, 1.2)
+    got = {int(k): [float(a), float(b)] for k, a, b in re.findall(
+        r"Cost after iteration (\d+): \S+  \|dW1\|=(\S+) \|dW2\|=(\S+)", out)}
+    assert sorted(got) == [0, 2]
+    for k, norms in got.items():
+        assert norms == pytest.approx(want[k], rel=5e-3)  # printed with 3 significant digits

@@ -68,3 +68,35 @@ def test_stable_cost_is_finite_and_exact_when_saturated(backend, dtype, output):
     # the m-term sum is bounded relative to the result: |J - J*| <= (6 + m) u J*
     m = z.shape[1]
     assert abs(got - want) <= (6 + m) * U[dtype] * want, (got, want)
+
+
+def deep_gradients(B, hidden, scale):
+    """Gradients of an 8-layer network whose weights are Xavier draws times ``scale``."""
+    R = get_backend("numpy")
+    X, Y = R.load_planar_dataset(m=64)
+    dims = [2] + [16] * 7 + [1]
+    P = {k: v * scale if k[0] == "W" else v
+         for k, v in R.initialize_network(dims, "xavier", seed=2).items()}
+    Pb, Xb, Yb = B.tree_from_numpy(P), B.from_numpy(X), B.from_numpy(Y)
+    _, cache = B.network_forward(Xb, Pb, hidden, "sigmoid")
+    return B.network_backward(Pb, cache, Xb, Yb, hidden, "sigmoid")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradient_norms_expose_vanishing_and_exploding_gradients(backend):
+    """gradient_norms gives the Frobenius norm of every dW/db (checked against
+    np.linalg.norm of the same arrays), and it shows the textbook failures of a deep
+    network: sigmoid hidden layers (vanishing: |dW1| far below |dW8|) and relu layers with
+    weights 4x too large (exploding: |dW1| far above the well-scaled network's)."""
+    B = get_backend(backend)
+    grads = deep_gradients(B, "sigmoid", 1.0)
+    norms = B.gradient_norms(grads)
+    assert list(norms) == [k for k in grads if k[:2] in ("dW", "db")]
+    for k, v in norms.items():
+        assert v == pytest.approx(float(np.linalg.norm(B.to_numpy(grads[k]))), rel=1e-12)
+    # vanishing: each sigmoid layer scales the backward signal by sigma' <= 1/4
+    assert norms["dW1"] / norms["dW8"] < 1e-3
+    # exploding: relu weights 4x too large multiply the backward signal by ~4 per layer
+    # (dZ8 = A8 - Y stays bounded), so |dW1| grows ~4^7 over the well-scaled network's
+    well = B.gradient_norms(deep_gradients(B, "relu", 1.0))["dW1"]
+    assert B.gradient_norms(deep_gradients(B, "relu", 4.0))["dW1"] / well > 1e3
