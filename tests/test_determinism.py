@@ -95,3 +95,15 @@ def test_suite_state_restored_after_a_failing_test():
                                     else torch.float64)
             raise RuntimeError("test body failed")
     assert flags() == before
+
+
+def test_this_run_is_in_random_order(pytestconfig):
+    """CI's command (the README's) must shuffle the tests: pytest-randomly is installed
+    (requirements-ci.txt), loaded and reorganising, with a seed that reruns one order
+    (``--randomly-seed=N``). Runs with ``-p no:randomly`` skip this check, saying so."""
+    import importlib.util
+    assert importlib.util.find_spec("pytest_randomly"), "pytest-randomly is not installed"
+    if not pytestconfig.pluginmanager.hasplugin("randomly"):
+        pytest.skip("pytest-randomly disabled for this run (-p no:randomly)")
+    assert pytestconfig.getoption("randomly_reorganize") is True
+    assert isinstance(pytestconfig.getoption("randomly_seed"), int)
