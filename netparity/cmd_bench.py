@@ -189,7 +189,9 @@ def plot(data, folder):
     import matplotlib.pyplot as plt
 
     os.makedirs(folder, exist_ok=True)
-    rs = [r for r in rows(data) if r["op"] == "step"]
+    # one training step per variant; the whole-loop variants (jax-scan) only have a loop,
+    # whose per-step time is the comparable number
+    rs = [r for r in rows(data) if r["op"] == "step" or (r["op"] == "loop" and r["variant"] == "scan")]
     paths = []
     by_label = defaultdict(list)
     for r in rs:
