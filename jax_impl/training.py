@@ -12,7 +12,7 @@ from reference.data import batch_order
 from reference.training import COSTS, NonFiniteError  # the same class: one except clause
 
 from .costs import cross_entropy, cross_entropy_from_logits
-from .network import network_backward, network_forward
+from .network import _grad_keys, network_backward, network_forward
 from .optim import Optimizer, init_optimizer_state, optimizer_step
 
 
@@ -58,10 +58,8 @@ _train_step_jit = jax.jit(train_step, static_argnames=("hidden", "output", "opti
 def _in_order(out, parameters, state):
     """jit returns dicts with sorted keys; restore the eager (reference) key order."""
     new_params, new_state, J, grads = out
-    L = len(parameters) // 2
-    grad_keys = [k for l in range(L, 0, -1) for k in (f"dZ{l}", f"dW{l}", f"db{l}", f"dA{l - 1}")]
     return ({k: new_params[k] for k in parameters}, {k: new_state[k] for k in state}, J,
-            {k: grads[k] for k in grad_keys})
+            {k: grads[k] for k in _grad_keys(len(parameters) // 2)})
 
 
 def train(parameters, X, Y, hidden="tanh", output="sigmoid", optimizer=Optimizer(),
