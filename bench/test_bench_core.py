@@ -22,7 +22,13 @@ def test_core(benchmark, bench_size, cfg, key, op):
         import torch._dynamo
         # a fresh compile per config: otherwise the second shape turns on dynamic shapes
         torch._dynamo.reset()
+        from torch._dynamo.utils import counters
+        counters.clear()
     ops, traces, xla = make_ops(backend, variant, device, cfg)
+    if variant == "compile":
+        # frames torch.compile compiled for this benchmark (first call, warm-ups and every
+        # timed round): 1 means no recompilation
+        traces = lambda: counters["frames"]["ok"]  # noqa: E731
     steps = cfg.loop_steps if op == "loop" else 1
     info = info_for(backend, variant, device, cfg, op, steps)
     if xla.get(op):  # XLA's own count of one step of the fused program

@@ -177,7 +177,8 @@ def check_targets(rs):
     traced = [r for r in rs if r.get("traces") is not None]
     if traced:
         bad = [r["name"] for r in traced if r["traces"] > 1]
-        out.append(f"{'MISSED' if bad else 'met'}: JAX compiles once: traces per benchmark "
+        out.append(f"{'MISSED' if bad else 'met'}: compiled once (JAX traces, torch.compile "
+                   f"frames) per benchmark "
                    f"{sorted({r['traces'] for r in traced})} (0 = reused an earlier benchmark's "
                    f"compile){'; over 1: ' + ', '.join(bad) if bad else ''}")
     return out
