@@ -198,11 +198,15 @@ def plot(data, folder):
     for r in rs:
         by_label[r["label"]].append(r)
     fig, ax = plt.subplots(figsize=(7, 5))
-    for label, group in sorted(by_label.items()):
-        group.sort(key=lambda r: r["flops"])
-        ax.loglog([r["flops"] for r in group], [r["us_per_step"] for r in group], "o-", label=label)
+    for i, (label, group) in enumerate(sorted(by_label.items())):
+        colour = f"C{i}"
+        for dtype, style in (("float64", "o-"), ("float32", "s--")):
+            mine = sorted((r for r in group if r["dtype"] == dtype), key=lambda r: r["flops"] / r["steps"])
+            if mine:  # x: FLOPs of one step (a loop row's flops cover all its steps)
+                ax.loglog([r["flops"] / r["steps"] for r in mine], [r["us_per_step"] for r in mine],
+                          style, color=colour, label=f"{label} {dtype}")
     ax.set(xlabel="FLOPs per step (model)", ylabel="median µs per step",
-           title="Training step: time vs size")
+           title="Training step: time vs size (solid float64, dashed float32)")
     ax.legend(fontsize=8)
     paths.append(_save(fig, folder, "time_vs_size.png"))
     configs = sorted({r["config"] for r in rs}, key=lambda c: min(r["flops"] for r in rs if r["config"] == c))

@@ -239,6 +239,15 @@ def read_bench(bench_dir):
     return text, pngs
 
 
+def split_bench(text):
+    """bench.md as (machine line, full table, article speed-ups + targets)."""
+    lines = text.splitlines()
+    machine = lines[0] if lines and lines[0].startswith("Machine:") else ""
+    rest = "\n".join(lines[1:] if machine else lines)
+    i = rest.find("Article `optimize`")
+    return (machine, rest, "") if i < 0 else (machine, rest[:i], rest[i:])
+
+
 def md_table_to_html(text):
     """The markdown benchmark file as HTML: pipe tables become <table>, other lines <p>."""
     out, rows = [], []
@@ -385,10 +394,19 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
         h += ["<p>no benchmark results (run <code>netparity bench --quick --plots "
               "bench/results</code>)</p>"]
     else:
-        if bench_text:
-            h += [md_table_to_html(bench_text)]
+        # a reader wants the pictures and the headline numbers; the full table (one row
+        # per benchmark, ~130) is there, folded
+        machine, full, summary = split_bench(bench_text or "")
+        if machine:
+            h += [md_table_to_html(machine)]
         h += ["<div class='grid'>"] + [img("bench_" + os.path.basename(p), os.path.basename(p))
                                        for p in bench_pngs] + ["</div>"]
+        if summary:
+            h += [md_table_to_html(summary)]
+        if full:
+            n = sum(1 for line in full.splitlines() if line.startswith("| ")) - 1
+            h += [f"<details><summary>Every benchmark ({n} rows)</summary>",
+                  md_table_to_html(full), "</details>"]
     h += [f"<h2 id='source'>{heads['source']}</h2>",
           "<p><code>backward_propagation</code> of the article, read from the project's own "
           "modules with <code>inspect.getsource</code>.</p><div class='src'>"]
