@@ -284,7 +284,7 @@ td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top
 th{background:#f2f2f2}img{max-width:100%;height:auto;border:1px solid #eee}
 .scroll{overflow-x:auto}.src{display:flex;gap:.8em;align-items:stretch}
 .src>div{flex:1;min-width:0}.src pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;
-font-size:.74em;overflow-x:auto;margin:0;height:calc(100% - 2.2em)}
+font-size:.74em;white-space:pre-wrap;margin:0;height:calc(100% - 2.2em)}
 .ok{color:#1a7f37;font-weight:bold}.bad{color:#c62828;font-weight:bold}
 .grid{display:flex;flex-wrap:wrap;gap:.5em}.grid img{max-width:49%}
 .note{color:#555;font-size:.9em}code{background:#f2f2f2;padding:0 .2em}
