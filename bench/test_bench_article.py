@@ -48,8 +48,7 @@ def test_optimize(benchmark, bench_size, article_cfg, backend):
     traces = lambda: None  # noqa: E731
     if backend == "jax":
         import jax_impl.article
-        from harness import jit_trace_count
-        from harness import xla_cost
+        from harness import jit_trace_count, xla_cost
         cost = xla_cost(jax_impl.article._optimize, params, X, Y, jax_impl.from_numpy(1.2),
                         num_iterations=n, record=False)
         if cost:  # the scan body once: one iteration

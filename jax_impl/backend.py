@@ -6,9 +6,9 @@ import numpy as np
 
 import reference.backend as _ref
 
-from .network import cost_and_gradients_autodiff
-from .optim import optimizer_step
-from .training import _in_order, train_step
+# the jit-compiled step lives with train, which uses it too: one compile cache for both
+# (bench/ counts the traces of backend._step_jit)
+from .training import COSTS, _in_order, _step, _step_jit
 
 GRAD_PATHS = ("manual", "autodiff")
 _PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}  # netparity name -> jax platform
@@ -60,19 +60,6 @@ def tree_to_numpy(d):
     return {k: v if isinstance(v, (int, float)) else to_numpy(v) for k, v in d.items()}
 
 
-def _step(parameters, state, X, Y, hidden, output, optimizer, cost, grad_path):
-    if grad_path == "manual":
-        return train_step(parameters, state, X, Y, hidden, output, optimizer, cost)
-    J, grads = cost_and_gradients_autodiff(parameters, X, Y, hidden, output, cost)
-    parameters, state = optimizer_step(parameters, grads, state, optimizer)
-    return parameters, state, J, grads
-
-
-# One jit for every factory call: equal static arguments share its compile cache.
-_step_jit = jax.jit(_step, static_argnames=("hidden", "output", "optimizer", "cost",
-                                            "grad_path"))
-
-
 def make_train_step(hidden, output, optimizer, cost="stable", grad_path="manual",
                     compiled=False):
     """fn(parameters, state, X, Y) -> (parameters, state, cost, grads). compiled=True:
@@ -80,8 +67,8 @@ def make_train_step(hidden, output, optimizer, cost="stable", grad_path="manual"
     array), so new t values reuse the compiled step; only new shapes/dtypes retrace."""
     if grad_path not in GRAD_PATHS:
         raise ValueError(f"the JAX mirror has no gradient path {grad_path!r}; it has {GRAD_PATHS}")
-    if cost not in ("stable", "literal"):
-        raise ValueError(f"unknown cost {cost!r}; expected one of stable, literal")
+    if cost not in COSTS:
+        raise ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
     run = _step_jit if compiled else _step
 
     def step(parameters, state, X, Y):

@@ -14,6 +14,7 @@ import numpy as np
 
 import reference.network as _ref
 from reference.network import INITIALIZERS, num_layers
+from reference.training import COSTS
 
 from .activations import (activation, activation_grad, check_activation,
                           HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS)
@@ -94,8 +95,8 @@ def cost_and_gradients_autodiff(parameters, X, Y, hidden="tanh", output="sigmoid
     """(J, grads) with grads as in ``network_backward_autodiff``."""
     check_activation(hidden, HIDDEN_ACTIVATIONS)
     check_activation(output, OUTPUT_ACTIVATIONS)
-    if cost not in ("stable", "literal"):
-        raise ValueError(f"unknown cost {cost!r}; expected one of stable, literal")
+    if cost not in COSTS:
+        raise ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
     J, grads = _cost_and_gradients(parameters, X, Y, hidden, output, cost)
     # jit returns dicts with sorted keys; restore network_backward's order
     return J, {k: grads[k] for k in _grad_keys(num_layers(parameters))}

@@ -12,7 +12,8 @@ from reference.data import batch_order
 from reference.training import COSTS, NonFiniteError  # the same class: one except clause
 
 from .costs import cross_entropy, cross_entropy_from_logits
-from .network import _grad_keys, network_backward, network_forward
+from .network import (_grad_keys, cost_and_gradients_autodiff, network_backward,
+                      network_forward)
 from .optim import Optimizer, init_optimizer_state, optimizer_step
 
 
@@ -48,11 +49,20 @@ def first_non_finite(arrays):
     return None
 
 
-# ``train``'s step, compiled: the fastest correct path, used by default. Eager, each new
-# shape compiles every primitive of the step separately (20 Adam steps: ~9 s the first
-# time); jitted, one compile per batch shape (full batches and the shorter last one).
-_train_step_jit = jax.jit(train_step, static_argnames=("hidden", "output", "optimizer",
-                                                       "cost"))
+def _step(parameters, state, X, Y, hidden, output, optimizer, cost, grad_path):
+    if grad_path == "manual":
+        return train_step(parameters, state, X, Y, hidden, output, optimizer, cost)
+    J, grads = cost_and_gradients_autodiff(parameters, X, Y, hidden, output, cost)
+    parameters, state = optimizer_step(parameters, grads, state, optimizer)
+    return parameters, state, J, grads
+
+
+# One jit for ``train`` and every ``make_train_step(compiled=True)``: equal static
+# arguments share its compile cache. ``train`` uses it (the fastest correct path): eager,
+# each new shape compiles every primitive of the step separately (20 Adam steps: ~9 s
+# the first time); jitted, one compile per batch shape (full batches, the shorter last).
+_step_jit = jax.jit(_step, static_argnames=("hidden", "output", "optimizer", "cost",
+                                            "grad_path"))
 
 
 def _in_order(out, parameters, state):
@@ -78,8 +88,9 @@ def train(parameters, X, Y, hidden="tanh", output="sigmoid", optimizer=Optimizer
             else:
                 Xb, Yb = X[:, idx], Y[:, idx]
             parameters, state, J, grads = _in_order(
-                _train_step_jit(parameters, state, Xb, Yb, hidden=hidden, output=output,
-                                optimizer=optimizer, cost=cost), parameters, state)
+                _step_jit(parameters, state, Xb, Yb, hidden=hidden, output=output,
+                          optimizer=optimizer, cost=cost, grad_path="manual"),
+                parameters, state)
             if check_finite:
                 bad = ("cost" if not bool(jnp.isfinite(J)) else first_non_finite(grads)
                        or first_non_finite(parameters))

@@ -107,7 +107,8 @@ def render(data):
              "| config | op | backend/variant | median µs/step | speed-up vs numpy | GFLOP/s "
              "| roofline fraction | XLA roofline fraction | compile s | traces |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(rs, key=lambda r: (_size_key(rs, r["config"]), r["op"], r["us_per_step"])):
+    size = {c: _size_key(rs, c) for c in {r["config"] for r in rs}}
+    for r in sorted(rs, key=lambda r: (size[r["config"]], r["op"], r["us_per_step"])):
         sp = f"{r['speedup']:.2f}×" if r["speedup"] else "–"
         rx = f"{r['roofline_xla']:.3f}" if r["roofline_xla"] else "–"
         lines.append(f"| {r['config']} | {r['op']} | {r['label']} | {r['us_per_step']:.1f} | {sp} "

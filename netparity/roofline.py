@@ -113,8 +113,8 @@ def _best_time(fn, repeats):
 def measure_peaks(n=1024, mbytes=64, repeats=5):
     """This machine's NumPy matmul throughput (FLOP/s, float32 and float64, an n x n
     matmul) and memory bandwidth (bytes/s, ``c = a + b`` on arrays of ``mbytes`` MB: it
-    reads 2 and writes 1 array; one thread and one thread per core, the better of the two).
-Best of ``repeats``: the peak, not the typical speed."""
+    reads 2 and writes 1 array; one thread and one thread per core, the better of the
+    two). Best of ``repeats``: the peak, not the typical speed."""
     rng = np.random.default_rng(0)
     peaks = {}
     for dtype in ("float32", "float64"):
@@ -127,9 +127,9 @@ Best of ``repeats``: the peak, not the typical speed."""
     # one core does not saturate memory (15 GB/s against 21 GB/s with both cores of the
     # 2-core EPYC, measured): the peak is the better of one thread and one thread per core
     # (NumPy releases the GIL inside the ufunc loop, so slices add in parallel)
-    n = os.cpu_count() or 1
-    parts = [slice(i * k // n, (i + 1) * k // n) for i in range(n)]
-    with ThreadPoolExecutor(n) as pool:
+    cores = os.cpu_count() or 1
+    parts = [slice(i * k // cores, (i + 1) * k // cores) for i in range(cores)]
+    with ThreadPoolExecutor(cores) as pool:
         def parallel_add():
             list(pool.map(lambda s: np.add(x[s], y[s], out=out[s]), parts))
         many = 3 * 8 * k / _best_time(parallel_add, repeats)
