@@ -165,16 +165,19 @@ def check_targets(rs):
         # largest = most memory traffic per step: the memory-roofline target's config
         largest = max({r["config"] for r in train}, key=lambda c: _bytes_key(train, c))
         if _bytes_key(train, largest) < 1e9:
-            return out + [f"not evaluated: the memory-roofline target needs a large config "
-                          f"(largest here: {largest}; run the full size)"]
-        best = min((r for r in train if r["config"] == largest), key=lambda r: r["us_per_step"])
-        fracs = [f for f in (best["roofline"], best["roofline_xla"]) if f]
-        ok = max(fracs) >= 1 / ROOFLINE_SLACK
-        xla = f", {best['roofline_xla']:.2f} with XLA's byte count" if best["roofline_xla"] else ""
-        out.append(f"{'met' if ok else 'MISSED'}: largest config {largest}, fastest variant "
-                   f"{best['label']} ({best['op']}, {best['us_per_step'] / 1e3:.1f} ms/step) at "
-                   f"{best['roofline']:.2f} of its roofline (streaming model){xla}; target ≥ "
-                   f"{1 / ROOFLINE_SLACK:.2f} (within {ROOFLINE_SLACK}×)")
+            out.append(f"not evaluated: the memory-roofline target needs a large config "
+                       f"(largest here: {largest}; run the full size)")
+        else:
+            best = min((r for r in train if r["config"] == largest),
+                       key=lambda r: r["us_per_step"])
+            fracs = [f for f in (best["roofline"], best["roofline_xla"]) if f]
+            ok = max(fracs) >= 1 / ROOFLINE_SLACK
+            xla = (f", {best['roofline_xla']:.2f} with XLA's byte count"
+                   if best["roofline_xla"] else "")
+            out.append(f"{'met' if ok else 'MISSED'}: largest config {largest}, fastest variant "
+                       f"{best['label']} ({best['op']}, {best['us_per_step'] / 1e3:.1f} ms/step) "
+                       f"at {best['roofline']:.2f} of its roofline (streaming model){xla}; "
+                       f"target ≥ {1 / ROOFLINE_SLACK:.2f} (within {ROOFLINE_SLACK}×)")
     traced = [r for r in rs if r.get("traces") is not None]
     if traced:
         bad = [r["name"] for r in traced if r["traces"] > 1]

@@ -31,3 +31,32 @@ def test_bench_suite_runs_at_smoke_size():
                         "--benchmark-disable", "-q", "-p", "no:randomly"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_targets_are_judged_on_the_stated_numbers():
+    """netparity bench's target lines on hand-made rows: paired ratio decides the speed-up
+    targets, the largest-traffic config decides the roofline one, any benchmark that
+    compiled twice fails the compile-once target, and each target is reported even when
+    another is not evaluated."""
+    from netparity.cmd_bench import check_targets
+
+    def row(**kw):
+        base = dict(op="step", backend="jax", variant="scan", label="jax-scan", steps=1,
+                    config="planar-x", dtype="float64", flops=1e6, bytes=1e6, speedup=None,
+                    us_per_step=10.0, roofline=0.1, roofline_xla=None, name="n")
+        return {**base, **kw}
+
+    opt = [row(op="optimize", speedup=20.0, paired_speedup=9.0),  # medians say yes, pairs no
+           row(op="optimize", dtype="float32", speedup=12.0, paired_speedup=14.5)]
+    lines = check_targets(opt + [row(traces=1)])
+    assert lines[0].startswith("MISSED: planar float64") and "9.0× paired" in lines[0]
+    assert lines[1].startswith("met: planar float32")
+    assert lines[2].startswith("not evaluated")
+    assert lines[3].startswith("met: compiled once")
+    big = [row(config="big", bytes=5e9, us_per_step=300.0, roofline=0.6, roofline_xla=0.7),
+           row(config="big", bytes=5e9, us_per_step=900.0, roofline=0.9, label="slow")]
+    lines = check_targets(big + [row(traces=2, name="twice")])
+    assert lines[0].startswith("met: largest config big, fastest variant jax-scan")
+    assert lines[1].startswith("MISSED: compiled once") and "twice" in lines[1]
+    lines = check_targets([{**big[0], "roofline": 0.5, "roofline_xla": 0.6}])
+    assert lines[0].startswith("MISSED: largest config big")
