@@ -11,6 +11,7 @@ import time
 import pytest
 
 import reference
+from netparity.backends import REGISTRY
 from harness import info_for, measure, module, skip_reason, syncer
 
 ITERATIONS = {"smoke": 5, "quick": 2000, "full": 2000}
@@ -35,7 +36,7 @@ def paired_speedup(ref_fn, ref_steps, fn, steps, sync, rounds):
     return statistics.median(ratios), ratios
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("backend", list(REGISTRY))
 def test_optimize(benchmark, bench_size, article_cfg, backend):
     reason = skip_reason(backend, "optimize", "cpu")
     if reason:

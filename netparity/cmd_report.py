@@ -31,7 +31,6 @@ SECTIONS = [
     ("bench", "Benchmarks"),
     ("source", "The same function in three frameworks"),
 ]
-BACKEND_STYLE = {"numpy": ("#1f77b4", "-"), "torch": ("#d62728", "--"), "jax": ("#2ca02c", ":")}
 
 
 def add_arguments(parser):
@@ -67,13 +66,13 @@ def _png(fig):
 def heatmap_figure(outcomes):
     """Rows: stages; columns: backend/path/dtype; colour: log10(error / bound)."""
     from matplotlib.colors import LinearSegmentedColormap
-    from netparity.cmd_check import column_name, worst_per_stage
+    from netparity.runner import column_name
     cols, stages = [], []
-    for case, results, _ in outcomes:
-        if results is None:
+    for res in outcomes:
+        if not res.ran:
             continue
-        worst = worst_per_stage(results)
-        cols.append((f"{column_name(case)}\n{case.dtype}", worst))
+        worst = res.worst_per_stage()
+        cols.append((f"{column_name(res.case)}\n{res.case.dtype}", worst))
         for s in worst:
             if s not in stages:
                 stages.append(s)
@@ -113,9 +112,8 @@ def heatmap_figure(outcomes):
 
 def train_curves(steps, dtype):
     """Costs and final parameters of the article's network (planar data, 2-4-1, tanh,
-    sigmoid, batch GD at lr 1.2) trained by every available backend: the reference and
-    torch through their ``train``, JAX through its jit-compiled ``make_train_step``
-    (eager JAX dispatch would cost ~4 ms a step)."""
+    sigmoid, batch GD at lr 1.2) trained by every available backend through its own
+    ``train``."""
     import reference as R
     from netparity.backends import available_backends, get_backend
     X, Y = R.load_dataset("planar")
@@ -126,30 +124,22 @@ def train_curves(steps, dtype):
         bk = get_backend(name)
         params = bk.tree_from_numpy(p0, dtype)
         Xd, Yd = bk.from_numpy(X, dtype), bk.from_numpy(Y, dtype)
-        if name == "jax":
-            step = bk.make_train_step("tanh", "sigmoid", opt, "stable", "manual", True)
-            state = bk.init_optimizer_state(params, opt)
-            costs = []
-            for _ in range(steps):
-                params, state, J, _ = step(params, state, Xd, Yd)
-                costs.append(J)
-            costs = np.array([float(bk.to_numpy(J)) for J in costs])
-        else:
-            params, _, costs = bk.train(params, Xd, Yd, "tanh", "sigmoid", opt, num_epochs=steps,
-                                        check_finite=False)
-            costs = np.asarray(bk.to_numpy(costs), dtype=np.float64)
+        params, _, costs = bk.train(params, Xd, Yd, "tanh", "sigmoid", opt, num_epochs=steps,
+                                    check_finite=False)
+        costs = np.asarray(bk.to_numpy(costs), dtype=np.float64)
         out[name] = (bk, params, costs)
     return out
 
 
 def cost_figure(curves_by_dtype):
+    from netparity.backends import backend_spec
     fig = _figure(11, 7.6)
     axes = fig.subplots(2, len(curves_by_dtype), squeeze=False)
     for j, (dtype, curves) in enumerate(curves_by_dtype.items()):
         ax, ad = axes[0, j], axes[1, j]
         ref_costs = curves["numpy"][2]
         for name, (_, _, costs) in curves.items():
-            c, ls = BACKEND_STYLE.get(name, (None, "-"))
+            c, ls = backend_spec(name).style
             ax.plot(np.arange(costs.size), costs, color=c, linestyle=ls, label=name, lw=1.6)
             if name != "numpy":
                 d = np.abs(costs - ref_costs)
@@ -212,18 +202,19 @@ def fingerprint_rows():
 
 
 def source_of(name="backward_propagation"):
-    """(module file, source) of ``name`` in every backend's article module."""
-    import importlib
-    from netparity.backends import REGISTRY
+    """(backend, module file, source) of ``name`` in every registered backend's public API
+    (through any validation wrapper, to the function that computes)."""
+    from netparity.backends import REGISTRY, get_backend
     out = []
-    for backend, module in REGISTRY.items():
+    for backend, spec in REGISTRY.items():
         try:
-            mod = importlib.import_module(f"{module}.article")
+            fn = inspect.unwrap(getattr(get_backend(backend), name))
         except ImportError as e:
-            out.append((backend, f"{module}/article.py", f"# not importable here: {e}"))
+            out.append((backend, spec.module, f"# not importable here: {e}"))
             continue
-        fn = getattr(mod, name)
-        out.append((backend, os.path.relpath(inspect.getsourcefile(fn), ROOT), inspect.getsource(fn)))
+        path = inspect.getsourcefile(fn)
+        path = os.path.relpath(path, ROOT) if path.startswith(ROOT) else path
+        out.append((backend, path, inspect.getsource(fn)))
     return out
 
 
@@ -297,7 +288,7 @@ def _data_uri(png):
 
 def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp_rows, meta):
     """figures: {basename: png bytes}; writes report.html, report.md and the PNGs."""
-    from netparity.cmd_check import summary
+    from netparity.runner import summary
     os.makedirs(out_dir, exist_ok=True)
     for name, png in figures.items():
         with open(os.path.join(out_dir, name), "wb") as f:
@@ -307,7 +298,7 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
     heads = dict(SECTIONS)
 
     # ---- markdown
-    md = [f"# netparity equivalence report", "",
+    md = ["# netparity equivalence report", "",
           f"Generated {meta['when']} by `netparity report` in {meta['elapsed']:.0f} s.", ""]
     md += [f"## {heads['environment']}", "", "| key | value |", "|---|---|"]
     md += [f"| {k} | `{v}` |" for k, v in fp_rows]
@@ -421,8 +412,8 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
 # ------------------------------------------------------------------ command
 
 def run(args):
-    from netparity import cmd_check
-    from netparity.backends import available_backends
+    from netparity.backends import available_backends, backend_spec
+    from netparity.runner import run_cases, select_cases, summary
     t0 = time.time()
     try:
         import torch
@@ -430,15 +421,12 @@ def run(args):
     except ImportError:
         pass
     steps = 200 if args.quick else args.steps
-    mirrors = [b for b in available_backends() if b != "numpy"]
-    paths = ["manual"] if args.quick else ["manual", "autodiff"]
-    check_args = argparse.Namespace(backend=mirrors, path=paths, device=None, dtype=None,
-                                    hidden=None, output=None, arch=None, optimizer=None,
-                                    batch=None, steps=None)
+    mirrors = [b for b in available_backends() if backend_spec(b).mirror]
+    paths = ["manual"] if args.quick else ["manual", "autodiff", "idiomatic"]
     check_cmd = "netparity check " + " ".join(f"--backend {b}" for b in mirrors) + " " + " ".join(
         f"--path {p}" for p in paths) + " (float64, float32; tanh/sigmoid 2-4-1, gd, full batch, 1 step)"
     print("checking ...", file=sys.stderr)
-    outcomes = cmd_check.run_cases(cmd_check.selected_cases(check_args), progress=not args.no_progress)
+    outcomes = run_cases(select_cases(mirrors, paths), progress=not args.no_progress)
     print(f"training the article's network for {steps} iterations ...", file=sys.stderr)
     curves = {dt: train_curves(steps, dt) for dt in ("float64", "float32")}
     figures = {"heatmap.png": _png(heatmap_figure(outcomes)),
@@ -453,5 +441,5 @@ def run(args):
     write_report(args.out, outcomes, curves, figures, bench, source_of(), fingerprint_rows(), meta)
     print(f"wrote {os.path.join(args.out, 'report.html')} and {os.path.join(args.out, 'report.md')} "
           f"({time.time() - t0:.0f} s)")
-    _, ok = cmd_check.summary(outcomes)
+    _, ok = summary(outcomes)
     return 0 if ok else 1

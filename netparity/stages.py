@@ -15,6 +15,7 @@ import numpy as np
 
 import reference as R
 from netparity.backends import get_backend
+from netparity.stagenames import stage_order
 from netparity.tolerance import Precision, input_bounds, stage_bounds
 
 # "deep" has a square layer (W2 is 4x4), where a transposed weight keeps its shape
@@ -25,17 +26,12 @@ OPTIMIZER_CONFIGS = {
     "momentum": R.Optimizer("momentum", learning_rate=0.5, beta=0.9),
     "adam": R.Optimizer("adam", learning_rate=0.01),
 }
-PATH_ALIASES = {"autodiff": {"torch": "autograd", "jax": "grad"}}
-
-
-def cost_key(cost):
-    return f"cost_{cost}"
 
 
 @dataclass(frozen=True)
 class Case:
     backend: str
-    path: str = "manual"          # manual | autodiff | compiled
+    path: str = "manual"          # one of netparity.backends.PATHS
     device: str = "cpu"
     dtype: str = "float64"
     hidden: str = "tanh"
@@ -56,10 +52,9 @@ class Case:
 
     @property
     def id(self):
-        path = PATH_ALIASES.get(self.path, {}).get(self.backend, self.path)
         dims = "x".join(map(str, self.layer_dims()))
         prec = "tf32" if self.tf32 else self.dtype
-        return (f"{self.backend}-{path}-{self.device}-{prec}-{self.hidden}-{self.output}-{dims}"
+        return (f"{self.backend}-{self.path}-{self.device}-{prec}-{self.hidden}-{self.output}-{dims}"
                 f"-{self.optimizer}-{self.batch}-{self.steps}step")
 
     def context(self):
@@ -88,22 +83,6 @@ def batch_sequence(case):
         out.extend(R.batch_order(m, BATCH_SIZES[case.batch], seed=0, epoch=epoch))
         epoch += 1
     return out[:case.steps]
-
-
-def stage_order(L, state_keys, path="manual"):
-    fwd = [f"{p}{l}" for l in range(1, L + 1) for p in ("Z", "A")] + ["cost_literal", "cost_stable"]
-    bwd = []
-    for l in range(L, 0, -1):
-        bwd += [f"dZ{l}", f"dW{l}", f"db{l}", f"dA{l - 1}"]
-    upd = [f"{p}{l}'" for l in range(1, L + 1) for p in ("W", "b")] + [f"{k}'" for k in state_keys]
-    return order_for_path(fwd + bwd + upd, path)
-
-
-def order_for_path(order, path):
-    """A compiled step returns its cost and gradients, not its forward cache."""
-    if path != "compiled":
-        return order
-    return [s for s in order if not (s[0] in "ZA" or s == "cost_literal")]
 
 
 def _np(backend, v):
@@ -140,6 +119,10 @@ def run_backend(case):
     backend = get_backend(case.backend)
     X, Y = dataset(case.data)
     optimizer = OPTIMIZER_CONFIGS[case.optimizer]
+    if case.path == "idiomatic":
+        # the framework's own modules and optimisers, from the same weights, data and batches
+        return backend.run_idiomatic(initial_parameters(case), X, Y, batch_sequence(case),
+                                     case.hidden, case.output, optimizer, case.dtype, case.device)
     params = backend.tree_from_numpy(initial_parameters(case), case.dtype, case.device)
     state = backend.init_optimizer_state(params, optimizer)
     step_fn = None
@@ -172,27 +155,34 @@ def expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32=False):
     every backend, path and device of that configuration."""
     case = Case("numpy", dtype=dtype, hidden=hidden, output=output, arch=arch,
                 optimizer=optimizer, batch=batch, steps=steps, tf32=tf32)
-    prec = Precision(dtype, tf32)
     X, Y = dataset(case.data)
-    opt = OPTIMIZER_CONFIGS[optimizer]
-    p0 = initial_parameters(case)
+    return expected_for(initial_parameters(case), X, Y, batch_sequence(case), hidden, output,
+                        OPTIMIZER_CONFIGS[optimizer], dtype, tf32)
+
+
+def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False):
+    """The reference's run of ``batches`` (column indices into X, Y) from the float64
+    parameters ``p0``: the last step's stages in ``dtype`` and in float64 (the oracle),
+    and every stage's bound, carried through the steps (tolerance.py)."""
+    prec = Precision(dtype, tf32)
     p_ref = R.tree_from_numpy(p0, dtype)
-    s_ref = R.init_optimizer_state(p_ref, opt)
-    p64, s64 = p0, R.init_optimizer_state(p0, opt)
+    s_ref = R.init_optimizer_state(p_ref, optimizer)
+    p64, s64 = p0, R.init_optimizer_state(p0, optimizer)
     E_P = input_bounds(p0, prec)
     E_S = {k: 0.0 if k == "t" else np.zeros_like(v) for k, v in s64.items()}
     costs = ([], [], [])
-    for idx in batch_sequence(case):
+    for idx in batches:
         Xb, Yb = X[:, idx], Y[:, idx]
         ref, p_ref, s_ref = step_stages(R, "manual", None, p_ref, s_ref, Xb.astype(dtype),
-                                        Yb.astype(dtype), hidden, output, opt)
-        oracle, new64, news64 = step_stages(R, "manual", None, p64, s64, Xb, Yb, hidden, output, opt)
+                                        Yb.astype(dtype), hidden, output, optimizer)
+        oracle, new64, news64 = step_stages(R, "manual", None, p64, s64, Xb, Yb, hidden, output,
+                                            optimizer)
         _, cache64 = R.network_forward(Xb, p64, hidden, output)
         grads64 = {k: oracle[k] for k in oracle if k.startswith("d")}
         bounds, E_P, E_S = stage_bounds(p64, s64, Xb, Yb, cache64, grads64, new64, news64,
-                                        E_P, E_S, hidden, output, opt, prec)
+                                        E_P, E_S, hidden, output, optimizer, prec)
         p64, s64 = new64, news64
         for lst, v in zip(costs, (ref, oracle, bounds)):
             lst.append(float(v["cost_stable"]))
     L = len(p0) // 2
-    return Expected(ref, oracle, bounds, stage_order(L, [k for k in s64]), *costs)
+    return Expected(ref, oracle, bounds, stage_order(L, list(s64)), *costs)

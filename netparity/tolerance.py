@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from netparity.stagenames import cost_key
+
 ULPS_TRANSCENDENTAL = 4.0   # exp, log, log1p, tanh, sigmoid: within 4 ulps on all backends
 ULPS_ELEMENTWISE = 2.0      # a few chained +, -, *, / around each transcendental
 
@@ -236,7 +238,6 @@ def stage_bounds(params, state, X, Y, cache, grads, new_params, new_state, E_par
                  hidden, output, optimizer, prec, E_X=None):
     """Every stage's bound for one step, from the float64 oracle's values of that step.
     Returns (E, E_new_params, E_new_state) with E keyed like the stages."""
-    from netparity.stages import cost_key
     if E_X is None:
         E_X = input_bounds({"X": X}, prec)["X"]
     E = forward_bounds(params, cache, E_params, E_X, hidden, output, prec)

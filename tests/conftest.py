@@ -11,7 +11,7 @@ import os
 import pytest
 from hypothesis import settings, HealthCheck
 
-from netparity.backends import REGISTRY
+from netparity.backends import REGISTRY, import_error
 from netparity.numerics import precision_mode
 
 # Hypothesis: "ci" is derandomized (same examples every run); "dev" explores with a
@@ -58,13 +58,34 @@ def _selected(config, option, value):
     return chosen is None or value in chosen
 
 
+def backend_params(reference=True):
+    """Every registered backend as a pytest param (the registry is the one list): one that
+    does not import here is collected and skipped with its import error, never dropped."""
+    out = []
+    for name, spec in REGISTRY.items():
+        if not (reference or spec.mirror):
+            continue
+        reason = import_error(name)
+        out.append(pytest.param(name, id=name, marks=[pytest.mark.skip(
+            reason=f"backend {name!r} does not import here: {reason}")] if reason else []))
+    return out
+
+
+def _item_axes(item):
+    """(backend, device, dtype) an item runs on, from its ``case`` or its parameters."""
+    params = getattr(item, "callspec", None) and item.callspec.params or {}
+    case = params.get("case")
+    if case is not None and hasattr(case, "backend"):
+        return case.backend, case.device, case.dtype
+    return params.get("backend"), params.get("device"), params.get("dtype")
+
+
 def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for item in items:
-        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
-        if case is not None and not (_selected(config, "--backend", case.backend)
-                                     and _selected(config, "--device", case.device)
-                                     and _selected(config, "--dtype", case.dtype)):
+        axes = _item_axes(item)
+        if not all(v is None or not isinstance(v, str) or _selected(config, opt, v)
+                   for opt, v in zip(("--backend", "--device", "--dtype"), axes)):
             drop.append(item)
         else:
             keep.append(item)

@@ -14,7 +14,8 @@ from netparity.backends import get_backend
 from netparity.cli import main
 from netparity.cmd_report import SECTIONS
 from netparity.compare import compare_stages
-from netparity.stages import Case, expected, order_for_path, run_backend
+from netparity.stagenames import stages_for_path
+from netparity.stages import Case, expected, run_backend
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
@@ -39,7 +40,7 @@ def test_check_passes_and_its_json_equals_compare_stages(tmp_path, capsys):
     case = Case("torch", "manual", "cpu", "float32")
     e = expected(case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch, case.steps)
     got = run_backend(case)
-    order = order_for_path(e.order, case.path)
+    order = stages_for_path(e.order, case.path, case.optimizer)
     want = {("reference", r.stage): r for r in compare_stages(e.ref, got, e.bounds, order, case.dtype)}
     want.update({("oracle", r.stage): r for r in
                  compare_stages(e.oracle, got, e.bounds, order, case.dtype, factor=1.0)})

@@ -2,43 +2,42 @@
 
 Axes: backend x gradient path x device x dtype x hidden activation x output x
 architecture x optimiser x batch mode (x steps). The default run (``-m "not slow"``) covers
-every backend, path, dtype, activation, output and architecture after one full-batch
+every registered mirror (netparity.backends.REGISTRY), every path it has (manual,
+autodiff, idiomatic), dtype, activation, output and architecture after one full-batch
 step (optimiser rotating; the other optimisers are marked slow), a 3-step mini-batch/SGD
-case per (backend, path, activation, output) (dtype alternating; the other is slow), the compiled paths and the GPU cases;
-``--full-matrix`` collects the whole product (marked slow). Ids read like
-``torch-autograd-cpu-float32-relu-sigmoid-2x5x4x3x1-adam-full-1step``.
+case per (backend, path, activation, output) (dtype alternating; the other is slow), the
+compiled paths and the GPU cases; ``--full-matrix`` collects the whole product (marked
+slow). Ids read like ``torch-autodiff-cpu-float32-relu-sigmoid-2x4x4x3x1-adam-full-1step``.
 
-Every assertion goes through ``netparity.compare`` with bounds from
-``netparity.tolerance``: against the reference in the same dtype (|x_b - x_r| <= 2E) and,
-for float32, against the float64 oracle (|x_b - x64| <= E).
+Every case runs through ``netparity.runner.run_case``: against the reference in the same
+dtype (|x_b - x_r| <= 2E) and, for float32, against the float64 oracle (|x_b - x64| <= E),
+with the bounds of ``netparity.tolerance``.
 """
 import itertools
 
 import pytest
 
-from netparity.backends import MIRRORS, get_backend
-from netparity.compare import assert_conforms, compare_stages
-from netparity.stages import ARCHS, Case, OPTIMIZER_CONFIGS, expected, order_for_path, run_backend
-from netparity.numerics import precision_mode
-from conftest import require_device
+from netparity.backends import REGISTRY, mirrors
+from netparity.runner import run_case
+from netparity.stages import ARCHS, Case, OPTIMIZER_CONFIGS
 import reference as R
 
 HIDDEN = R.HIDDEN_ACTIVATIONS
 OUTPUTS = R.OUTPUT_ACTIVATIONS
 DTYPES = ("float64", "float32")
 OPTIMIZERS = tuple(OPTIMIZER_CONFIGS)
-GPU = {"torch": "cuda", "jax": "gpu"}
+# every registered mirror, importable or not: one that does not import here is a skip
+# carrying its import error (netparity.runner.skip_reason), not a silent omission
+BACKENDS = mirrors()
 
 
-def _importable(name):
-    try:
-        get_backend(name)
-        return True
-    except ImportError:
-        return False
+def paths(backend, *names):
+    """The paths among ``names`` that ``backend`` implements (its registry entry)."""
+    return [p for p in names if p in REGISTRY[backend].paths]
 
 
-BACKENDS = [b for b in MIRRORS if _importable(b)]
+def gpu_devices(backend):
+    return [d for d in REGISTRY[backend].devices if d != "cpu"]
 
 
 def default_cases():
@@ -47,48 +46,59 @@ def default_cases():
     those one-step cases are marked slow."""
     cases = []
     rot = itertools.cycle(OPTIMIZERS)
-    for backend, path, dtype, hidden, output, arch in itertools.product(
-            BACKENDS, ("manual", "autodiff"), DTYPES, HIDDEN, OUTPUTS, ARCHS):
-        fast = next(rot)
-        for opt in OPTIMIZERS:
-            cases.append((Case(backend, path, "cpu", dtype, hidden, output, arch, opt, "full", 1),
-                          opt != fast))
+    for backend in BACKENDS:
+        for path, dtype, hidden, output, arch in itertools.product(
+                paths(backend, "manual", "autodiff", "idiomatic"), DTYPES, HIDDEN, OUTPUTS, ARCHS):
+            fast = next(rot)
+            for opt in OPTIMIZERS:
+                cases.append((Case(backend, path, "cpu", dtype, hidden, output, arch, opt, "full", 1),
+                              opt != fast))
     # multi-step: every (backend, path, activation, output) in one dtype (alternating);
     # the other dtype is marked slow. (JAX compiles every eager op once per new shape and
     # dtype, ~40 ms each: new shapes, not steps, are what costs time here.)
     rot = itertools.cycle(itertools.product(("mini", "sgd"), OPTIMIZERS, ARCHS))
     dtype_rot = itertools.cycle(DTYPES)
-    for backend, path, hidden, output in itertools.product(
-            BACKENDS, ("manual", "autodiff"), HIDDEN, OUTPUTS):
-        batch, opt, arch = next(rot)
-        fast = next(dtype_rot)
-        for dtype in DTYPES:
-            cases.append((Case(backend, path, "cpu", dtype, hidden, output, arch, opt, batch, 3),
-                          dtype != fast))
-    # compiled: every JAX (dtype, activation, output); torch.compile costs seconds per
-    # graph on CPU, so two representative cases here and the rest in --full-matrix
-    rot = itertools.cycle(itertools.product(OPTIMIZERS, ARCHS))
-    if "jax" in BACKENDS:
+    for backend in BACKENDS:
+        for path, hidden, output in itertools.product(
+                paths(backend, "manual", "autodiff", "idiomatic"), HIDDEN, OUTPUTS):
+            batch, opt, arch = next(rot)
+            fast = next(dtype_rot)
+            for dtype in DTYPES:
+                cases.append((Case(backend, path, "cpu", dtype, hidden, output, arch, opt, batch, 3),
+                              dtype != fast))
+    # compiled: every (dtype, activation, output) where the compiler is cheap; a slow
+    # compiler (torch.compile: seconds per graph on CPU) gets two representative cases here
+    # and the rest in --full-matrix
+    for backend in BACKENDS:
+        if "compiled" not in REGISTRY[backend].paths:
+            continue
+        if REGISTRY[backend].slow_compile:
+            cases.append((Case(backend, "compiled", "cpu", "float64", "tanh", "sigmoid", "shallow", "adam", "full", 2), False))
+            cases.append((Case(backend, "compiled", "cpu", "float32", "relu", "softmax", "deep", "momentum", "mini", 2), False))
+            continue
+        rot = itertools.cycle(itertools.product(OPTIMIZERS, ARCHS))
         for dtype, hidden, output in itertools.product(DTYPES, HIDDEN, OUTPUTS):
             opt, arch = next(rot)
-            cases.append((Case("jax", "compiled", "cpu", dtype, hidden, output, arch, opt, "mini", 3), False))
-    if "torch" in BACKENDS:
-        cases.append((Case("torch", "compiled", "cpu", "float64", "tanh", "sigmoid", "shallow", "adam", "full", 2), False))
-        cases.append((Case("torch", "compiled", "cpu", "float32", "relu", "softmax", "deep", "momentum", "mini", 2), False))
-    # GPU: the same slice as the CPU's one-step cases for one activation per output, in
-    # full float32 and in TF32; skipped with the reason where there is no GPU
-    for backend, path, hidden, output, tf32 in itertools.product(
-            BACKENDS, ("manual", "autodiff", "compiled"), HIDDEN, OUTPUTS, (False, True)):
-        for dtype in (("float32",) if tf32 else DTYPES):
-            cases.append((Case(backend, path, GPU[backend], dtype, hidden, output, "deep", "adam",
-                               "mini", 2, tf32), False))
+            cases.append((Case(backend, "compiled", "cpu", dtype, hidden, output, arch, opt, "mini", 3), False))
+    # GPU: one activation per output on every GPU device of every backend, each path, in
+    # float64, float32 and TF32; skipped with the reason where there is no such device
+    for backend in BACKENDS:
+        for device, path, hidden, output, tf32 in itertools.product(
+                gpu_devices(backend), paths(backend, *REGISTRY[backend].paths), HIDDEN, OUTPUTS,
+                (False, True)):
+            if tf32 and device not in REGISTRY[backend].tf32_devices:
+                continue
+            for dtype in (("float32",) if tf32 else DTYPES):
+                cases.append((Case(backend, path, device, dtype, hidden, output, "deep", "adam",
+                                   "mini", 2, tf32), False))
     return cases
 
 
 def full_cases():
     return [Case(b, p, d, dt, h, o, a, opt, bt, st)
-            for b, p, d, dt, h, o, a, opt, bt, st in itertools.product(
-                BACKENDS, ("manual", "autodiff", "compiled"), ("cpu",), DTYPES, HIDDEN, OUTPUTS,
+            for b in BACKENDS
+            for p, d, dt, h, o, a, opt, bt, st in itertools.product(
+                REGISTRY[b].paths, ("cpu",), DTYPES, HIDDEN, OUTPUTS,
                 ARCHS, OPTIMIZERS, ("full", "mini", "sgd"), (1, 5))]
 
 
@@ -105,18 +115,7 @@ def pytest_generate_tests(metafunc):
 
 
 def test_stages_match_reference(case):
-    backend = get_backend(case.backend)
-    require_device(backend, case.device)
-    if case.path == "compiled":
-        ok, reason = backend.compile_status()
-        if not ok:
-            pytest.skip(f"{case.backend} compiler unavailable here: {reason}")
-    e = expected(case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch,
-                 case.steps, case.tf32)
-    with precision_mode(tf32=case.tf32):
-        got = run_backend(case)
-    order = order_for_path(e.order, case.path)
-    assert_conforms(compare_stages(e.ref, got, e.bounds, order, case.dtype), case.context())
-    if case.dtype != "float64":
-        assert_conforms(compare_stages(e.oracle, got, e.bounds, order, case.dtype, factor=1.0),
-                        case.context(), against="the float64 oracle (bound E, not 2E)")
+    result = run_case(case)
+    if not result.ran:
+        pytest.skip(result.skipped)
+    result.raise_if_failed()

@@ -11,11 +11,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from conftest import JAX_FLAGS, suite_numeric_state
+from conftest import JAX_FLAGS, backend_params, suite_numeric_state
 from netparity.backends import get_backend
 
 R = get_backend("numpy")
-BACKENDS = ["numpy", "torch", "jax"]
 
 
 def digest(backend, dtype):
@@ -45,7 +44,7 @@ def digest(backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backend_params())
 def test_rerun_is_bit_identical(backend, dtype):
     assert digest(backend, dtype) == digest(backend, dtype)
 

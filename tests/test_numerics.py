@@ -9,10 +9,24 @@ from netparity.backends import get_backend
 from netparity.fingerprint import fingerprint
 from netparity.numerics import precision_flags, precision_mode, tf32_canary
 from conftest import require_device
+from netparity.backends import REGISTRY, import_error
 
-DEVICES = [("numpy", "cpu"), ("torch", "cpu"), ("jax", "cpu"),
-           pytest.param("torch", "cuda", marks=pytest.mark.gpu),
-           pytest.param("jax", "gpu", marks=pytest.mark.gpu)]
+
+
+def _device_params(tf32_only=False):
+    """(backend, device) for every registered backend and device (the registry's list);
+    non-CPU devices carry the gpu mark; a backend that does not import is a skip."""
+    out = []
+    for name, spec in REGISTRY.items():
+        for device in (spec.tf32_devices if tf32_only else spec.devices):
+            reason = import_error(name)
+            marks = ([pytest.mark.gpu] if device != "cpu" else []) + (
+                [pytest.mark.skip(reason=f"backend {name!r} does not import here: {reason}")] if reason else [])
+            out.append(pytest.param(name, device, marks=marks, id=f"{name}-{device}"))
+    return out
+
+
+DEVICES = _device_params()
 
 
 @pytest.mark.parametrize("backend,device", DEVICES)
@@ -24,7 +38,7 @@ def test_float32_matmul_runs_at_full_precision(backend, device):
     assert tf32_canary(B, device), f"{backend}/{device}: float32 matmul lost bits: reduced precision is active"
 
 
-@pytest.mark.parametrize("backend,device", [("torch", "cuda"), ("jax", "gpu")])
+@pytest.mark.parametrize("backend,device", _device_params(tf32_only=True))
 @pytest.mark.gpu
 def test_tf32_axis_really_reduces_precision_on_gpu(backend, device):
     B = get_backend(backend)

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
+from conftest import backend_params
 from netparity.backends import get_backend
 
-BACKENDS = ["numpy", "torch", "jax"]
 # unit roundoff per dtype (half an ulp of 1)
 U = {"float32": 2.0 ** -24, "float16": 2.0 ** -11, "bfloat16": 2.0 ** -8}
 # |z| well past saturation in every dtype here (float16: 1 - sigmoid(z) rounds to 0 for
@@ -49,7 +49,7 @@ def exact_cost(z, y, output):
 
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backend_params())
 def test_stable_cost_is_finite_and_exact_when_saturated(backend, dtype, output):
     B = get_backend(backend)
     z, y = (SIGMOID_Z, SIGMOID_Y) if output == "sigmoid" else (SOFTMAX_Z, SOFTMAX_Y)
@@ -82,7 +82,7 @@ def deep_gradients(B, hidden, scale):
     return B.network_backward(Pb, cache, Xb, Yb, hidden, "sigmoid")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backend_params())
 def test_gradient_norms_expose_vanishing_and_exploding_gradients(backend):
     """gradient_norms gives the Frobenius norm of every dW/db (checked against
     np.linalg.norm of the same arrays), and it shows the textbook failures of a deep

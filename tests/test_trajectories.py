@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import reference as R
-from netparity.backends import MIRRORS, get_backend
+from conftest import backend_params
+from netparity.backends import get_backend
 from netparity.compare import assert_conforms, compare_stage
 from netparity.stages import expected
 from netparity.trajectory import reference_trajectory
@@ -23,22 +24,9 @@ OPTIMIZERS = {
 BATCHES = {"full": (150, None), "mini": (15, 64)}
 
 
-def _backends():
-    out = []
-    for b in MIRRORS:
-        try:
-            get_backend(b)
-            out.append(b)
-        except ImportError:
-            pass
-    return out
-
-
-CASES = list(itertools.product(_backends(), ("float64", "float32"), OPTIMIZERS, BATCHES))
-
-
-@pytest.mark.parametrize("backend,dtype,opt,batch", CASES,
-                         ids=["-".join(c) + "-tanh-2x4x1" for c in CASES])
+@pytest.mark.parametrize("dtype,opt,batch", list(itertools.product(("float64", "float32"), OPTIMIZERS, BATCHES)),
+                         ids=lambda v: v)
+@pytest.mark.parametrize("backend", backend_params(reference=False))
 def test_training_trajectory_follows_reference(backend, dtype, opt, batch):
     B = get_backend(backend)
     optimizer = OPTIMIZERS[opt]
@@ -59,7 +47,7 @@ def test_training_trajectory_follows_reference(backend, dtype, opt, batch):
     assert_conforms(results, ctx, against="the reference trajectory (shadow model)")
 
 
-@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("backend", backend_params(reference=False))
 def test_article_model_predictions_equal_reference(backend):
     """The article's headline run (n_h = 4, 10 000 iterations, lr 1.2, float64) through
     each mirror's article API: same predictions and accuracy as the reference."""
