@@ -6,6 +6,7 @@ import sys
 
 SUBCOMMANDS = {
     "train": ("netparity.cmd_train", "train a network on a built-in data set"),
+    "verify": ("netparity.cmd_verify", "check your own PyTorch or flax/optax model against the reference, stage by stage"),
     "check": ("netparity.cmd_check", "run a slice of the conformance matrix and print per-stage errors"),
     "report": ("netparity.cmd_report", "write a self-contained HTML/Markdown equivalence report"),
     "bench": ("netparity.cmd_bench", "run the benchmarks and render tables and plots"),
