@@ -1,6 +1,6 @@
 """The article's two-layer network (tanh hidden, sigmoid output): the torch mirror of
 reference/article.py, same names, signatures, defaults and quirks (see its docstring
-and shared/spec/ARTICLE.md). Weights are the reference's draws, converted.
+and docs/spec.md). Weights are the reference's draws, converted.
 """
 import numpy as np
 import torch
