@@ -140,6 +140,30 @@ def test_idiomatic_multi_output_sigmoid_matches_reference(cost):
     _check(got, ref, oracle, bounds, list(ref), "float64", {"case": f"torch-idiomatic-sigmoid-n_y=3-{cost}"})
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the bound of an inf cost
+def test_adapter_reports_the_literal_cost_at_saturation_as_the_reference_does():
+    """At a saturated output (weights scaled so that sigmoid(z) rounds to exactly 1 for
+    some examples) the reference's literal cost is not finite: -log(1 - a) = inf where
+    y = 0 and 0 * log(0) = nan where y = 1. The adapter computes cost_literal from the
+    logits with the same formula (no clamp), so it agrees; with nn.BCELoss as the loss the
+    captured cost_literal is BCELoss's clamped, finite value and the comparison parts there."""
+    X, Y = dataset("planar")
+    p0 = R.initialize_network((2, 4, 1))
+    p0["W1"], p0["W2"] = p0["W1"] * 100, p0["W2"] * 1e4      # |z2| up to ~600: no A = 0
+    opt = R.Optimizer("gd", learning_rate=0.5)
+    ref, _, bounds = reference_run(p0, X, Y, [np.arange(400)], "tanh", "sigmoid", [opt])
+    assert not np.isfinite(ref["cost_literal"]) and np.isfinite(ref["cost_stable"])
+    order = emitted(list(ref), "gd")
+    stable = run_idiomatic(p0, X, Y, [np.arange(400)], "tanh", "sigmoid", opt, cost="stable")
+    assert_conforms(compare_stages(ref, stable, bounds, order, "float64"), {"case": "saturated-stable"})
+    literal = run_idiomatic(p0, X, Y, [np.arange(400)], "tanh", "sigmoid", opt, cost="literal")
+    results = compare_stages(ref, literal, bounds, order, "float64")
+    msg = failure_message(results, {"case": "saturated-BCELoss"})
+    print(f"MEASURED loss.bce_clamp: saturated planar case, BCELoss cost_literal = "
+          f"{float(literal['cost_literal']):.6g} where the reference's is {ref['cost_literal']}")
+    assert "first diverging stage 'cost_literal'" in msg and np.isfinite(literal["cost_literal"]), msg
+
+
 class UserNet(nn.Module):
     """What a user writes: named layers, F.relu in forward, nn.Linear's own initialiser."""
 
@@ -609,8 +633,16 @@ ROUND_TRIP = [R.Optimizer("gd", learning_rate=0.5),
 
 @pytest.mark.parametrize("optimizer", ROUND_TRIP, ids=lambda o: f"{o.name}-{o.momentum_form}-{o.schedule}")
 def test_reference_optimizer_for_reads_back_torch_optimizer_for(optimizer):
+    """Also after some updates: a scheduler has changed group["lr"] by then, the
+    reference optimiser still starts from the base rate (initial_lr)."""
     params = [nn.Parameter(torch.zeros(2, dtype=torch.float64))]
-    assert C.reference_optimizer_for(*C.torch_optimizer_for(optimizer, params)) == optimizer
+    opt, sched = C.torch_optimizer_for(optimizer, params)
+    assert C.reference_optimizer_for(opt, sched) == optimizer
+    for _ in range(4):
+        opt.step()
+        if sched is not None:
+            sched.step()
+    assert C.reference_optimizer_for(opt, sched) == optimizer
 
 
 def test_reference_optimizer_for_reads_sgd_momentum_as_heavy_ball():
