@@ -210,6 +210,8 @@ def test_user_step_function_is_observed_and_hooks_are_removed():
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
+        with torch.no_grad():
+            model(x)          # e.g. the cost after the update, for a progress bar: not captured
         return loss
 
     model = Net((2, 4, 4, 3, 1))

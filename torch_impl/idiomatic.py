@@ -18,7 +18,9 @@ backward passes) runs unchanged and is observed the same way:
 - forward hooks on each nn.Linear: its output Z^[l] (and a tensor hook for dZ^[l]);
 - a forward hook on the model: the logits (A^[L] = sigmoid/softmax of them, the costs);
 - an optimiser step pre-hook: .grad just before the update (dW^[l], db^[l]).
-Hooks are registered for the last step only and removed afterwards (also on error).
+Hooks are registered for the last step only and removed afterwards (also on error); they
+record the step's first forward pass and first optimizer.step() (a forward for logging after
+the update is ignored).
 """
 import functools
 
@@ -221,22 +223,32 @@ def _rows(X, idx, dtype, device):
 
 
 class _Capture:
-    """Hooks that record one step's stages in the reference's names and layout."""
+    """Hooks that record one step's stages in the reference's names and layout: of the
+    step's first forward pass (a later one, e.g. for logging after the update, is
+    ignored) and of its first optimizer.step()."""
 
     def __init__(self, model, torch_optimizer, m):
         self.m, self.out, self.handles = m, {}, []
+        self.forwards, self.stepped = 0, False
         self.layers = [lin for _, lin in linear_layers(model)]
+        # registered first, so it runs before the Linear hooks even if model is a Linear
+        self.handles.append(model.register_forward_pre_hook(self._count))
         for i, lin in enumerate(self.layers, start=1):
             self.handles.append(lin.register_forward_pre_hook(functools.partial(self._input, i)))
             self.handles.append(lin.register_forward_hook(functools.partial(self._output, i)))
         self.handles.append(model.register_forward_hook(self._logits))
         self.handles.append(torch_optimizer.register_step_pre_hook(self._grads))
 
+    def _count(self, module, args):
+        self.forwards += 1
+
     def _store_grad(self, key, g):
         # autograd gives dJ/dZ (rows); the reference's dZ, dA are m * dJ/dZ (columns)
         self.out[key] = (self.m * g).T.detach().clone()
 
     def _input(self, i, module, args):
+        if self.forwards != 1:
+            return
         a = args[0]
         if i > 1:  # A0 = X is not a stage
             self.out[f"A{i - 1}"] = a.T.detach().clone()
@@ -244,14 +256,20 @@ class _Capture:
             a.register_hook(functools.partial(self._store_grad, f"dA{i - 1}"))
 
     def _output(self, i, module, args, z):
+        if self.forwards != 1:
+            return
         self.out[f"Z{i}"] = z.T.detach().clone()
         if z.requires_grad:
             z.register_hook(functools.partial(self._store_grad, f"dZ{i}"))
 
     def _logits(self, module, args, logits):
-        self.logits = logits.detach().clone()
+        if self.forwards == 1:
+            self.logits = logits.detach().clone()
 
     def _grads(self, torch_optimizer, args, kwargs):
+        if self.stepped:
+            return
+        self.stepped = True
         for i, lin in enumerate(self.layers, start=1):
             if lin.weight.grad is not None:
                 self.out[f"dW{i}"] = lin.weight.grad.detach().clone()
@@ -309,6 +327,8 @@ def run_steps(model, torch_optimizer, loss_fn, parameters, X, Y, batches, output
     if p_dtypes != {dtype}:
         raise ValueError(f"the model's parameters are {sorted(map(str, p_dtypes))} but dtype is {dtype}: "
                          "build the model in that dtype (or call model.to(dtype) before the optimiser)")
+    if len(batches) == 0:
+        raise ValueError("batches is empty: give at least one array of column indices")
     if step_fn is None:
         step_fn = functools.partial(idiomatic_step, zero_grad=zero_grad)
     targets = targets or (lambda y: y)
