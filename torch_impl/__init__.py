@@ -29,3 +29,4 @@ from reference.validate import Ops as _Ops, guard_api as _guard_api  # noqa: E40
 _OPS = _Ops(all_finite=lambda x: bool(_torch.isfinite(x).all()),
             host=lambda x: x.detach().cpu().to(_torch.float64).numpy())
 globals().update(_guard_api(globals(), _OPS))
+from .idiomatic import Net, run_idiomatic  # noqa: E402,F401  the idiomatic nn.Module path
