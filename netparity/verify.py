@@ -34,6 +34,7 @@ import numpy as np
 
 import reference as R
 from netparity.runner import compare_case
+from netparity.stagenames import stages_for_path
 
 DATA = {"sigmoid": "planar", "softmax": "spirals"}
 FRAMEWORKS = ("torch", "jax")
@@ -261,8 +262,9 @@ def verify(path, steps=None, dtype=None, batch_size=None, optimizer=None):
                           cfg["layer_dims"], ref_opt.name,
                           "full" if cfg["batch_size"] is None else f"batch{cfg['batch_size']}", k)
         # compare what the model's run yields; what it cannot yield is listed, not failed
-        present = [s for s in exp.order if s in got]
-        missing = [s for s in exp.order if s not in got]
+        order = stages_for_path(exp.order, "idiomatic", ref_opt.name)   # torch/optax SGD: no t
+        present = [s for s in order if s in got]
+        missing = [s for s in order if s not in got]
         res = compare_case(case, got, _restrict(exp, present))
         result.checks.append(StepCheck(k, res, missing))
         if not res.ok:

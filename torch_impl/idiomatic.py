@@ -294,7 +294,7 @@ def _numpy(v):
 
 def run_steps(model, torch_optimizer, loss_fn, parameters, X, Y, batches, output, *, scheduler=None,
               dtype="float64", device="cpu", zero_grad=True, step_fn=None, targets=None, cost=None,
-              reference_optimizer=None):
+              reference_optimizer=None, loader=None):
     """Run a torch model the way the reference trains its own and capture the last step.
 
     model: any nn.Module taking (m, n_x) rows and returning logits (m, n_y) whose nn.Linear
@@ -313,6 +313,9 @@ def run_steps(model, torch_optimizer, loss_fn, parameters, X, Y, batches, output
     cost: the stage name of the loss value, "stable" | "literal" (default: cost_name(loss_fn)).
     reference_optimizer: how to read the optimiser state (momentum form); default
         conventions.reference_optimizer_for(torch_optimizer, scheduler).
+    loader(model, parameters): copies the reference's parameters into the model; default
+        ``load_reference_parameters`` (a user's own loader is what ``netparity verify`` checks
+        when the user file defines ``load_parameters``).
 
     Returns (stages, costs): stages of the last step as NumPy arrays in the reference's
     names and layout (Zl, Al, cost_literal, cost_stable, dZl dWl dbl dA{l-1}, Wl' bl',
@@ -332,7 +335,7 @@ def run_steps(model, torch_optimizer, loss_fn, parameters, X, Y, batches, output
     cost = cost or cost_name(loss_fn)
     if reference_optimizer is None:
         reference_optimizer = conventions.reference_optimizer_for(torch_optimizer, scheduler)
-    load_reference_parameters(model, parameters)
+    (loader or load_reference_parameters)(model, parameters)
     model.zero_grad(set_to_none=True)
     costs, cap = [], None
     try:
