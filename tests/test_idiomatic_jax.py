@@ -63,9 +63,9 @@ EXTRA_OPTIMIZERS = {  # not in OPTIMIZER_CONFIGS: added there by the fixture bel
     "momentum-heavy_ball": R.Optimizer("momentum", learning_rate=0.5, beta=0.9,
                                        momentum_form="heavy_ball"),
 }
-_CONF = [  # optimizer, output, dtype, batch, steps, hidden, arch
+_CONF = [  # optimizer, output, dtype, batch, steps, hidden, arch[, cost: default stable]
     ("gd-exponential", "sigmoid", "float64", "full", 1, "tanh", "shallow"),  # <- exponential_decay, FMA
-    ("gd", "sigmoid", "float32", "mini", 3, "tanh", "shallow"),
+    ("gd", "sigmoid", "float32", "mini", 3, "tanh", "shallow", "literal"),
     ("gd", "softmax", "float64", "full", 1, "relu", "deep"),               # <- square kernel bug
     ("gd", "softmax", "float32", "full", 1, "leaky_relu", "deep"),
     ("momentum", "sigmoid", "float64", "full", 1, "tanh", "shallow"),      # <- 100-step EMA
@@ -74,12 +74,13 @@ _CONF = [  # optimizer, output, dtype, batch, steps, hidden, arch
     ("momentum-step", "softmax", "float32", "mini", 3, "tanh", "shallow"),
     ("adam", "sigmoid", "float64", "full", 1, "leaky_relu", "shallow"),
     ("adam-uncorrected", "sigmoid", "float32", "mini", 3, "sigmoid", "deep"),
-    ("adam", "softmax", "float64", "mini", 3, "relu", "shallow"),
+    ("adam", "softmax", "float64", "mini", 3, "relu", "shallow", "literal"),
     ("adam-inverse_time", "softmax", "float32", "mini", 3, "tanh", "deep"),
     ("momentum-heavy_ball", "sigmoid", "float64", "full", 1, "tanh", "shallow"),  # <- heavy-ball
 ]
-CONF = [Case("jax", "idiomatic", "cpu", dt, h, out, arch, opt, b, st)
-        for opt, out, dt, b, st, h, arch in _CONF]
+# (case, cost): with the literal cost, jax.grad differentiates log(sigmoid(z)) / log(softmax(z))
+CONF = [(Case("jax", "idiomatic", "cpu", dt, h, out, arch, opt, b, st), cost[0] if cost else "stable")
+        for opt, out, dt, b, st, h, arch, *cost in _CONF]
 
 
 def expected_missing(optimizer):
@@ -100,10 +101,10 @@ def extra_optimizers(monkeypatch):
         monkeypatch.setitem(OPTIMIZER_CONFIGS, k, v)
 
 
-def run_case(case):
+def run_case(case, cost="stable"):
     X, Y = dataset(case.data)
     return run_idiomatic(initial_parameters(case), X, Y, batch_sequence(case), case.hidden,
-                         case.output, optimizer_of(case), case.dtype, case.device)
+                         case.output, optimizer_of(case), case.dtype, case.device, cost)
 
 
 def assert_case_conforms(case, got, missing=None):
@@ -119,9 +120,10 @@ def assert_case_conforms(case, got, missing=None):
                         case.context(), against="the float64 oracle (bound E, not 2E)")
 
 
-@pytest.mark.parametrize("case", CONF, ids=lambda c: c.id)
-def test_idiomatic_stages_match_reference(case, extra_optimizers):
-    assert_case_conforms(case, run_case(case))
+@pytest.mark.parametrize("case,cost", CONF,
+                         ids=[c.id + ("" if cost == "stable" else f"-{cost}") for c, cost in CONF])
+def test_idiomatic_stages_match_reference(case, cost, extra_optimizers):
+    assert_case_conforms(case, run_case(case, cost))
 
 
 GPU_CASES = [Case("jax", "idiomatic", "gpu", dt, "tanh", out, "deep", "adam", "mini", 2)
