@@ -47,3 +47,4 @@ def _known(x):
 _OPS = _Ops(all_finite=lambda x: bool(_jnp.isfinite(x).all()) if _known(x) else None,
             host=lambda x: _np.asarray(x) if _known(x) else None)
 globals().update(_guard_api(globals(), _OPS))
+from .idiomatic import run_idiomatic  # noqa: E402,F401  the idiomatic flax.nnx/optax path (needs flax, optax)

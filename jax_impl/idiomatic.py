@@ -1,0 +1,403 @@
+"""The network written the way JAX users write it, and the adapter that checks such code.
+
+    Net(layer_dims, hidden="tanh", output="sigmoid", dtype=jnp.float64, rngs=None)
+        a flax.nnx.Module of nnx.Linear layers and jax.nn activations; x (m, n_x) -> logits (m, n_y)
+    make_loss(output, cost="stable")
+        loss(logits, labels) -> J, from optax's cross-entropies (rows: (m, n_y))
+    load_reference_parameters(model_or_params, parameters, *, transpose=True, dtype=None)
+        the reference's W1 b1 ... copied into the Linear/Dense layers, in order
+    run_steps(model_or_apply, tx, loss_fn, parameters, X, Y, batches, output, *, ...)
+        THE GENERIC ADAPTER: a user's flax module (or pure apply(params, x) + params pytree)
+        and optax transformation, run on the reference's batches; the last step's stages
+        in the reference's names and layout
+    run_idiomatic(parameters, X, Y, batches, hidden, output, optimizer, dtype, device, cost)
+        Net + make_loss + conventions.optax_transform_for through run_steps
+
+Layouts and conventions: jax_impl/conventions.py (the table). Examples are rows here,
+columns in the reference; kernels are (in, out) = W.T; biases are 1-D.
+
+Why flax.nnx rather than linen: nnx is flax's recommended API (and what new flax code
+is written in); ``nnx.capture`` with ``Module.sow``/``Module.perturb`` returns each
+layer's Z, A and their gradients from one traced call, and nnx.split/merge makes the
+module a pure function for jax.jit and jax.value_and_grad. No measured reason for linen
+was found: the adapter still runs linen models through the pure-``apply`` path
+(``model.apply`` and its params dict, kernels named ``kernel``/``bias`` as in nnx).
+
+Which stages are captured (last step, NumPy, reference layout):
+  every model:   Z{L} (the logits), A{L} (sigmoid/softmax of them), cost_stable and
+                 cost_literal (the loss's value under its name, the other cost from the
+                 logits), dZ{L} = m dJ/dZ^[L] (a zero tap added to the logits), dA0 =
+                 m dJ/dX (the gradient w.r.t. the input), every dWl, dbl (from the
+                 gradient pytree, kernel.T and bias[:, None]), W1' b1' ... after the
+                 update, and the optimiser state (vdP', sdP'; t' only where optax counts:
+                 Adam or a schedule; see conventions.state_to_reference)
+  an nnx module that calls ``self.sow(nnx.Intermediate, "Zl", z)`` and
+  ``z = self.perturb("Zl", z)`` (and the same for "Al") for the hidden layers l < L, as
+  Net does: also Zl, Al, dZl = m dJ/dZ^[l], dAl = m dJ/dA^[l]
+  a pure apply(params, x): the every-model set.
+"""
+from functools import partial
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from reference.activations import (HIDDEN_ACTIVATIONS, LEAKY_SLOPE, OUTPUT_ACTIVATIONS,
+                                   check_activation)
+from reference.optim import Optimizer
+from reference.training import COSTS
+
+from .backend import _device
+from .conventions import (dense_layers, leaf_path, optax_transform_for, reference_optimizer_for,
+                          state_to_reference, tree_to_reference)
+
+
+
+def leaky_relu(z):
+    """The reference's leaky relu: derivative 0.01 at z = 0 (strict z > 0).
+    jax.nn.leaky_relu(z, negative_slope=0.01) tests z >= 0, so jax.grad gives 1.0 at 0
+    (conventions row leaky_relu_grad_at_zero). That is not hypothetical: the spirals
+    data set has examples at the origin, where every Z^[l] of a zero-bias network is
+    exactly 0, and jax.nn.leaky_relu makes their dZ 100x the reference's (measured:
+    the deep leaky_relu/softmax conformance cases fail with it, dZ2 at 25x its bound)."""
+    return jnp.where(z > 0, z, LEAKY_SLOPE * z)
+
+
+# jax.nn's functions, as a flax user writes them, except leaky_relu (above);
+# jax.nn.relu'(0) = 0 (its custom JVP), the reference's convention.
+HIDDEN = {"sigmoid": jax.nn.sigmoid, "tanh": jax.nn.tanh, "relu": jax.nn.relu,
+          "leaky_relu": leaky_relu}
+OUTPUT = {"sigmoid": jax.nn.sigmoid, "softmax": partial(jax.nn.softmax, axis=-1)}
+
+
+class Net(nnx.Module):
+    """An L-layer perceptron: nnx.Linear layers (kernel (n_{l-1}, n_l), bias (n_l,)),
+    the hidden activation ``hidden`` (HIDDEN) after every layer but the last; ``__call__(x)`` takes x (m, n_x) and
+    returns the logits z_L (m, n_y). ``output`` names the output activation
+    (``predict_proba``); the loss applies it (optax's losses take logits).
+
+    Inside ``nnx.capture`` the hidden stages are recorded under the reference's names:
+    ``sow(nnx.Intermediate, "Zl")`` and ``perturb("Zl")`` (zero taps: their gradient is
+    dJ/dZ^[l]), the same for "Al". Outside a capture nothing is recorded: flax 0.12.8's
+    sow/perturb would then store the value in the module itself (a deprecated fallback that
+    also fixes the perturbation's batch size), so a plain ``model(x)`` stays pure.
+
+    The layers draw their own initial kernels from ``rngs`` (default nnx.Rngs(0)), as any
+    flax module does; netparity never uses them (load_reference_parameters overwrites them).
+    """
+
+    def __init__(self, layer_dims, hidden="tanh", output="sigmoid", dtype=jnp.float64,
+                 rngs=None):
+        check_activation(hidden, HIDDEN_ACTIVATIONS)
+        check_activation(output, OUTPUT_ACTIVATIONS)
+        rngs = nnx.Rngs(0) if rngs is None else rngs
+        dtype = jnp.dtype(dtype)
+        self.hidden, self.output = hidden, output
+        self.layers = nnx.List([nnx.Linear(n_in, n_out, dtype=dtype, param_dtype=dtype, rngs=rngs)
+                                for n_in, n_out in zip(layer_dims[:-1], layer_dims[1:])])
+
+    def _record(self, name, value):
+        # flax marks an active nnx.capture by the module attribute __captures__ (0.12.8)
+        if not hasattr(self, "__captures__"):
+            return value
+        value = self.perturb(name, value)
+        self.sow(nnx.Intermediate, name, value)
+        return value
+
+    def activation(self, z):
+        """The hidden activation g (a method, so a subclass can swap it)."""
+        return HIDDEN[self.hidden](z)
+
+    def __call__(self, x):
+        a = x
+        for l, layer in enumerate(self.layers[:-1], 1):
+            z = self._record(f"Z{l}", layer(a))
+            a = self._record(f"A{l}", self.activation(z))
+        return self.layers[-1](a)
+
+    def predict_proba(self, x):
+        """sigmoid or softmax (over the last axis) of the logits, (m, n_y)."""
+        return OUTPUT[self.output](self(x))
+
+
+# ---------------------------------------------------------------- losses (rows: (m, n_y))
+
+def sigmoid_stable(logits, labels):
+    # summed over n_y and m, / m: optax's per-element loss .mean() would divide by n_y m,
+    # n_y times less than the reference for a multi-output sigmoid (row loss_mean_sigmoid)
+    return optax.sigmoid_binary_cross_entropy(logits, labels).sum() / labels.shape[0]
+
+
+def softmax_stable(logits, labels):
+    # per example (m,): .mean() divides by m, as the reference does
+    return optax.softmax_cross_entropy(logits, labels).mean()
+
+
+def sigmoid_literal(logits, labels):
+    # the article's formula from the probabilities (nan/inf once they saturate, as there)
+    p = jax.nn.sigmoid(logits)
+    return -(labels * jnp.log(p) + (1 - labels) * jnp.log(1 - p)).sum() / labels.shape[0]
+
+
+def softmax_literal(logits, labels):
+    p = jax.nn.softmax(logits, axis=-1)
+    return -(labels * jnp.log(p)).sum() / labels.shape[0]
+
+
+_LOSSES = {("sigmoid", "stable"): sigmoid_stable, ("softmax", "stable"): softmax_stable,
+           ("sigmoid", "literal"): sigmoid_literal, ("softmax", "literal"): softmax_literal}
+for (_o, _c), _f in _LOSSES.items():
+    _f.cost, _f.output = _c, _o  # run_steps files the loss's value under this cost's name
+
+
+def make_loss(output, cost="stable"):
+    """``loss(logits, labels) -> J`` (0-d, the inputs' dtype) for logits and labels (m, n_y):
+        sigmoid, stable:   optax.sigmoid_binary_cross_entropy(z, y).sum() / m
+        softmax, stable:   optax.softmax_cross_entropy(z, y).mean()
+        literal:           -sum(y log p + (1 - y) log(1 - p)) / m, p = sigmoid(z);
+                           -sum(y log p) / m, p = softmax(z)
+    The same function object for the same arguments (a static argument of the jitted step)."""
+    check_activation(output, OUTPUT_ACTIVATIONS)
+    if cost not in COSTS:
+        raise ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
+    return _LOSSES[(output, cost)]
+
+
+# ---------------------------------------------------------------- loading weights
+
+def _load_tree(tree, parameters, transpose, dtype):
+    """The params pytree with each dense layer's kernel/bias replaced by the reference's."""
+    layers = dense_layers(tree)
+    L = len(parameters) // 2
+    if len(layers) != L:
+        raise ValueError(f"the model has {len(layers)} Linear/Dense layer(s) "
+                         f"({', '.join(repr(x.name) for x in layers)}), the reference parameters "
+                         f"have {L} (W1..W{L})")
+    new = {}
+    for l, layer in enumerate(layers, 1):
+        W, b = np.asarray(parameters[f"W{l}"]), np.asarray(parameters[f"b{l}"])
+        kernel = W.T if transpose else W
+        what = f"W{l}.T" if transpose else f"W{l} (transpose=False)"
+        if kernel.shape != layer.kernel_shape:
+            raise ValueError(f"layer {layer.name!r} (layer {l} of {L}): kernel shape "
+                             f"{layer.kernel_shape} != {what} shape {kernel.shape}; flax kernels "
+                             f"are (in, out) = W.T, W{l} is (n_{l}, n_{l - 1})")
+        if b.shape != (layer.bias_shape[0], 1):
+            raise ValueError(f"layer {layer.name!r} (layer {l} of {L}): bias shape "
+                             f"{layer.bias_shape} does not match b{l} {b.shape}")
+        new[layer.path + ("kernel",)] = kernel
+        new[layer.path + ("bias",)] = b[:, 0]
+
+    def put(path, leaf):
+        key = leaf_path(path)
+        if key not in new:
+            return leaf
+        dt = dtype if dtype is not None else leaf.dtype
+        # device_put of a host copy (jnp.asarray would compile a copy per shape, eagerly)
+        return jax.device_put(np.array(new[key], dtype=dt, copy=True))
+    return jax.tree_util.tree_map_with_path(put, tree)
+
+
+def load_reference_parameters(model_or_params, parameters, *, transpose=True, dtype=None):
+    """Copy the reference's ``W1 b1 ... WL bL`` (NumPy, W (n_l, n_{l-1}), b (n_l, 1)) into
+    the Linear/Dense layers of an nnx module (in place; returned) or of a params pytree
+    (a new pytree is returned), IN ORDER (conventions.dense_layers: natural-sort order of
+    the layer paths): kernel = W.T (in, out), bias = b[:, 0].
+
+    ``transpose=False`` copies W as it is: the classic porting bug, kept reachable on
+    purpose so a user file can reproduce it. On a non-square layer it raises; on a square
+    one it loads silently and the run diverges first at that layer's Z.
+    ``dtype``: None keeps each leaf's dtype (a float32 model stays float32); else cast.
+    Works on an abstract module (nnx.eval_shape) too. ValueError naming the layer when the
+    count or a shape does not match."""
+    if isinstance(model_or_params, nnx.Module):
+        state = nnx.state(model_or_params, nnx.Param)
+        nnx.update(model_or_params, _load_tree(state, parameters, transpose, dtype))
+        return model_or_params
+    return _load_tree(model_or_params, parameters, transpose, dtype)
+
+
+# ---------------------------------------------------------------- the adapter
+
+_STAGE = re.compile(r"^[ZA]\d+$")
+
+
+def _named_stages(state):
+    """{"Z1": value, ...} from an nnx.capture State: the innermost reference-like name on
+    each leaf's path; sown values are tuples (one per call): the last one is kept."""
+    out = {}
+    for path, v in jax.tree_util.tree_flatten_with_path(state)[0]:
+        names = [getattr(k, "key", None) for k in path]
+        hits = [n for n in names if isinstance(n, str) and _STAGE.match(n)]
+        if hits:
+            out[hits[-1]] = v
+    return out
+
+
+def _step(params, rest, opt_state, x, y, graphdef, apply, tx, loss_fn, other_loss, output):
+    """One idiomatic update on rows x (m, n_x), y (m, n_y), plus what the stages need.
+    ``graphdef``/``rest``: an nnx module (nnx.split); else ``apply(params, x)``."""
+    m = x.shape[0]
+
+    def forward(params, pert, x):
+        if graphdef is None:
+            return apply(params, x), {}
+        model = nnx.merge(graphdef, params, rest)
+        return nnx.capture(model, nnx.Intermediate, init=pert)(x)
+
+    if graphdef is None:
+        pert = {}
+    else:  # zero perturbations shaped like this batch's stages (nnx.perturb's protocol)
+        _, pert = nnx.capture(nnx.merge(graphdef, params, rest), nnx.Perturbation)(x)
+
+    def loss_of(params, pert, tap, x):
+        logits, inter = forward(params, pert, x)
+        logits = logits + tap  # zero tap: d loss / d tap = d loss / d logits
+        return loss_fn(logits, y), (logits, inter)
+
+    tap = jnp.zeros((m, y.shape[1]), dtype=x.dtype)
+    (J, (logits, inter)), (grads, d_pert, d_tap, d_x) = jax.value_and_grad(
+        loss_of, argnums=(0, 1, 2, 3), has_aux=True)(params, pert, tap, x)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    out = {"J": J, "J_other": other_loss(logits, y), "logits": logits,
+           "AL": OUTPUT[output](logits), "dZL": m * d_tap, "dA0": m * d_x,
+           "inter": _named_stages(inter),
+           "d_inter": {k: m * v for k, v in _named_stages(d_pert).items()}}
+    return new_params, opt_state, grads, out
+
+
+_STATIC = ("graphdef", "apply", "tx", "loss_fn", "other_loss", "output")
+# one compile per (shapes, dtypes, module structure, tx, loss): tx and loss objects are
+# cached by optax_transform_for / make_loss, nnx graphdefs compare by structure
+_step_jit = jax.jit(_step, static_argnames=_STATIC)
+
+
+def run_steps(model_or_apply, tx, loss_fn, parameters, X, Y, batches, output, *,
+              dtype="float64", params=None, jit=True, load=None, cost=None, device="cpu",
+              optimizer=None):
+    """Run a user's idiomatic training step on the reference's data and batches, and
+    capture the last step's stages in the reference's names and layout.
+
+    model_or_apply  an nnx.Module with __call__(x (m, n_x)) -> logits (m, n_y), or a pure
+                    ``apply(params, x)`` (then ``params`` is its pytree, e.g. a linen
+                    ``model.init(...)`` result: only its structure is used)
+    tx              an optax.GradientTransformation
+    loss_fn         ``loss_fn(logits, labels) -> J`` on rows (make_loss(...) or the user's);
+                    its value is filed under ``cost`` (default: ``loss_fn.cost`` if set,
+                    else "stable") and the other cost is computed from the logits
+    parameters      the reference's initial W1 b1 ... (NumPy), copied in by ``load``
+                    (default ``load_reference_parameters(obj, parameters, dtype=dtype)``;
+                    a user's own loader ``load(obj, parameters) -> obj`` may replace it)
+    X, Y            NumPy (n_x, m), (n_y, m): examples are columns, as in the reference
+    batches         column indices of each update (NumPy int arrays), in order
+    dtype, device   the data's dtype; "cpu" or "gpu" (arrays jax.device_put there)
+    jit             True: one jax.jit-compiled step (XLA fuses the update into an FMA);
+                    False: eager JAX (every primitive compiled on its own; slow)
+    optimizer       the reference Optimizer ``tx`` is meant to be: state_to_reference
+                    needs its momentum_form and beta (vdP = (1 - beta) trace for the EMA
+                    form). None: conventions.reference_optimizer_for(opt_state), i.e. the
+                    name inferred from the state, every hyper-parameter at its default
+
+    Each update is the idiomatic one: J, grads = jax.value_and_grad(loss)(params);
+    updates, opt_state = tx.update(grads, opt_state, params);
+    params = optax.apply_updates(params, updates).
+    Returns (stages, costs): stages of the last update as NumPy arrays (module docstring
+    for which ones), costs the loss value of every update (1-D, dtype).
+    """
+    dev = _device(device)
+    if load is None:
+        load = partial(load_reference_parameters, dtype=dtype)
+    P0 = {k: np.array(v, dtype=dtype) for k, v in parameters.items()}
+    if isinstance(model_or_apply, nnx.Module):
+        if params is not None:
+            raise ValueError("params= is for a pure apply(params, x); an nnx module holds its "
+                             "own parameters")
+        model = load(model_or_apply, P0)
+        graphdef, p, rest = nnx.split(model, nnx.Param, ...)
+        apply = None
+    elif callable(model_or_apply):
+        if params is None:
+            raise ValueError("a pure apply(params, x) needs params=: its params pytree (the "
+                             "reference's weights are copied into its kernel/bias leaves)")
+        graphdef, rest, apply = None, None, model_or_apply
+        p = load(params, P0)
+    else:
+        raise TypeError(f"expected an nnx.Module or a function apply(params, x), got "
+                        f"{type(model_or_apply).__name__}")
+    layers = dense_layers(p)
+    cost = cost or getattr(loss_fn, "cost", "stable")
+    if cost not in COSTS:
+        raise ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
+    other = "literal" if cost == "stable" else "stable"
+    p = jax.device_put(p, dev)
+    rest = jax.device_put(rest, dev) if rest is not None else None
+    # jitted: eager, optax's zeros_like compiles one broadcast per parameter shape (~40 ms
+    # each here). Committed to the device like the params: optax's int32 count is created
+    # uncommitted, and the step would compile a second variant for the committed count its
+    # first call returns.
+    opt_state = jax.device_put(jax.jit(tx.init)(p), dev)
+    # rows (m, n_x); each batch is cut on the host (NumPy fancy indexing, an exact copy):
+    # eager JAX would compile a gather for every new batch shape
+    Xr, Yr = np.array(X.T, dtype=dtype), np.array(Y.T, dtype=dtype)
+    step = _step_jit if jit else _step
+    statics = dict(graphdef=graphdef, apply=apply, tx=tx, loss_fn=loss_fn,
+                   other_loss=make_loss(output, other), output=output)
+    if optimizer is None:
+        optimizer = reference_optimizer_for(opt_state)
+    costs = []
+    for idx in batches:
+        x, y = jax.device_put((Xr[idx], Yr[idx]), dev)
+        p, opt_state, grads, out = step(p, rest, opt_state, x, y, **statics)
+        costs.append(out["J"])
+    stages = _stages(out, grads, p, layers, cost, other)
+    stages.update({f"{k}'": v for k, v in state_to_reference(opt_state, layers, optimizer).items()})
+    return stages, np.array([np.asarray(c) for c in costs], dtype=dtype)
+
+
+def _stages(out, grads, new_params, layers, cost, other):
+    """The stages in the reference's order (forward, backward, update), transposed back
+    (on the host, in NumPy)."""
+    L = len(layers)
+    out = jax.device_get(out)
+    s = {}
+    for l in range(1, L):
+        for k in (f"Z{l}", f"A{l}"):
+            if k in out["inter"]:
+                s[k] = out["inter"][k].T
+    s[f"Z{L}"], s[f"A{L}"] = out["logits"].T, out["AL"].T
+    costs = {f"cost_{cost}": out["J"], f"cost_{other}": out["J_other"]}
+    s["cost_literal"], s["cost_stable"] = costs["cost_literal"], costs["cost_stable"]
+    g = tree_to_reference(grads, layers, "d")
+    for l in range(L, 0, -1):
+        if l == L:
+            s[f"dZ{L}"] = out["dZL"].T
+        elif f"Z{l}" in out["d_inter"]:
+            s[f"dZ{l}"] = out["d_inter"][f"Z{l}"].T
+        s[f"dW{l}"], s[f"db{l}"] = g[f"dW{l}"], g[f"db{l}"]
+        if l == 1:
+            s["dA0"] = out["dA0"].T
+        elif f"A{l - 1}" in out["d_inter"]:
+            s[f"dA{l - 1}"] = out["d_inter"][f"A{l - 1}"].T
+    s.update({f"{k}'": v for k, v in tree_to_reference(new_params, layers).items()})
+    return {k: np.array(v) for k, v in s.items()}
+
+
+def run_idiomatic(parameters, X, Y, batches, hidden="tanh", output="sigmoid",
+                  optimizer=Optimizer(), dtype="float64", device="cpu", cost="stable"):
+    """The idiomatic JAX path of the conformance matrix: Net(hidden, output) +
+    make_loss(output, cost) + conventions.optax_transform_for(optimizer, dtype), run by
+    run_steps on the reference's ``parameters`` (W1 b1 ..., NumPy), X (n_x, m), Y (n_y, m)
+    and ``batches`` (column indices per update). Returns the last update's stages (dict
+    of NumPy arrays in the reference's names and layout; t' only for Adam or a schedule)."""
+    dims = [parameters["W1"].shape[1]] + [parameters[f"W{l}"].shape[0]
+                                          for l in range(1, len(parameters) // 2 + 1)]
+    # abstract (nnx.eval_shape): no initial draws are made, the reference's are loaded
+    model = nnx.eval_shape(lambda: Net(dims, hidden, output, dtype=dtype))
+    tx = optax_transform_for(optimizer, dtype)
+    stages, _ = run_steps(model, tx, make_loss(output, cost), parameters, X, Y, batches, output,
+                          dtype=dtype, device=device, optimizer=optimizer)
+    return stages
