@@ -49,64 +49,64 @@ class Convention:
 
 CONVENTIONS = (
     Convention(
-        "kernel_layout", "dense weight",
+        "layout.weight", "dense weight",
         "W^[l] (n_l, n_{l-1}); Z = W A + b",
         "nnx.Linear / linen Dense kernel (in, out) = W.T; z = x @ kernel + bias",
         "kernel = W.T, W = kernel.T (load_reference_parameters transposes; a square layer's "
         "W and W.T have the same shape, so a missing transpose is silent there: first "
         "diverging stage is that layer's Z)"),
     Convention(
-        "bias_shape", "bias", "b^[l] (n_l, 1)", "bias (out,)",
+        "layout.bias", "bias", "b^[l] (n_l, 1)", "bias (out,)",
         "bias = b[:, 0], b = bias[:, None]"),
     Convention(
-        "examples_rows", "data layout", "X (n_x, m), Y (n_y, m): examples are columns",
+        "layout.examples", "data layout", "X (n_x, m), Y (n_y, m): examples are columns",
         "x (m, n_x), logits and labels (m, n_y): examples are rows",
         "x = X.T; every stage is transposed back (Z^[l] = z_l.T)"),
     Convention(
-        "initialisers", "initial weights",
+        "init", "initial weights",
         "N(0, 0.01^2) (article) / xavier / he, drawn from RandomState(seed), b = 0",
         "nnx.Linear: lecun_normal kernel from nnx.Rngs, zero bias",
         "copy the reference's weights in (load_reference_parameters); the module's own "
         "draws are never used"),
     Convention(
-        "momentum_heavy_ball", "momentum form",
+        "momentum.ema", "momentum form",
         "EMA: v = beta v + (1 - beta) g; P -= lr v",
         "optax.sgd(lr, momentum=beta): trace = g + beta trace; P -= lr trace (heavy-ball)",
         "optax.sgd(lr * (1 - beta), momentum=beta) is the EMA form (equal in exact "
         "arithmetic; 100 full-batch steps agree to ~1e-16); unscaled, the first update is "
         "1/(1 - beta) = 10x the reference's. Or compare with momentum_form='heavy_ball'"),
     Convention(
-        "momentum_state", "momentum buffer", "vdP (zero-initialised)",
+        "momentum.state", "momentum buffer", "vdP (zero-initialised)",
         "TraceState.trace (zero-initialised)",
         "vdP = (1 - beta) * trace for the EMA form, vdP = trace for heavy_ball"),
     Convention(
-        "optax_ema_debias", "optax.ema", "no bias correction of the momentum",
+        "momentum.optax_ema", "optax.ema", "no bias correction of the momentum",
         "optax.ema(beta) debiases by default: update = ema / (1 - beta^t) (first update = g)",
         "optax.ema(beta, debias=False) + optax.scale_by_learning_rate(lr) is the course's "
         "EMA exactly (state .ema = vdP); debias=True is a third form"),
     Convention(
-        "adam_state", "Adam state", "vdP, sdP, t",
+        "adam.state", "Adam state", "vdP, sdP, t",
         "ScaleByAdamState(count, mu, nu); count is int32",
         "vdP = mu, sdP = nu, t = count"),
     Convention(
-        "adam_eps_placement", "Adam epsilon",
+        "adam.uncorrected", "Adam epsilon",
         "corrected: m_hat / (sqrt(s_hat) + eps); uncorrected (Keras): eps_hat = eps sqrt(1 - b2^t)",
         "optax.adam: m_hat / (sqrt(s_hat + eps_root) + eps), i.e. the corrected form",
         "adam_epsilon='corrected' is optax.adam(eps_root=0.0); 'uncorrected' has no optax "
         "built-in: scale_by_adam_uncorrected (here)"),
     Convention(
-        "adam_eps_root", "Adam eps_root", "none", "optax.adam(eps_root=0.0) adds eps_root under the sqrt",
+        "adam.eps_root", "Adam eps_root", "none", "optax.adam(eps_root=0.0) adds eps_root under the sqrt",
         "keep eps_root = 0.0"),
     Convention(
-        "loss_mean_sigmoid", "sigmoid cost normalisation", "J = sum over n_y and m, / m",
+        "loss.bce_mean", "sigmoid cost normalisation", "J = sum over n_y and m, / m",
         "optax.sigmoid_binary_cross_entropy(z, y).mean() divides by n_y m",
         "use .sum() / m; .mean() is J / n_y (the same only for n_y = 1)"),
     Convention(
-        "loss_mean_softmax", "softmax cost normalisation", "J = sum / m",
+        "loss.ce", "softmax cost normalisation", "J = sum / m",
         "optax.softmax_cross_entropy(z, y) is per example, shape (m,); .mean() divides by m",
         "equal: .mean()"),
     Convention(
-        "schedule_int32_count", "exponential / step schedule",
+        "schedule.int32_count", "exponential / step schedule",
         "lr0 rate^(k / steps), lr0 rate^floor(k / steps), in float64 (Python floats)",
         "optax.exponential_decay(lr0, steps, rate, staircase=False / True): the int32 count "
         "makes the rate float32 even under x64",
@@ -114,39 +114,39 @@ CONVENTIONS = (
         "(1e-6 relative at step 100, rate 0.99) drifts float64 parameters by 1.1e-6 in 100 "
         "steps at lr 1.2"),
     Convention(
-        "schedule_inverse_time", "inverse-time schedule", "lr0 / (1 + rate floor(k / steps))",
+        "schedule.inverse_time", "inverse-time schedule", "lr0 / (1 + rate floor(k / steps))",
         "no optax built-in", "a callable schedule (schedule_for)"),
     Convention(
-        "schedule_constant", "constant learning rate", "lr0; the state counts t anyway",
+        "schedule.constant", "constant learning rate", "lr0; the state counts t anyway",
         "a float learning_rate: optax keeps no count (gd, momentum)",
         "t' exists only where the optax state has a count (Adam, any schedule)"),
     Convention(
-        "fma_under_jit", "rounding of the update", "P - lr g: two roundings (NumPy)",
+        "sgd.fma", "rounding of the update", "P - lr g: two roundings (NumPy)",
         "under jax.jit XLA fuses p + (-lr) g into one fused multiply-add; eager JAX rounds twice",
         "under jit W' = fma(W, -lr, dW) exactly, so not bitwise NumPy's two roundings "
         "(2 of 17 parameters of the 2-4-1 step; up to 2 ulp); inside the tolerance bound"),
     Convention(
-        "relu_grad_at_zero", "relu'(0)", "0", "jax.nn.relu: 0 (its custom JVP)", "the same"),
+        "activation.relu_at_0", "relu'(0)", "0", "jax.nn.relu: 0 (its custom JVP)", "the same"),
     Convention(
-        "leaky_relu_grad_at_zero", "leaky_relu'(0)", "0.01",
+        "activation.leaky_relu_at_0", "leaky_relu'(0)", "0.01",
         "jax.nn.leaky_relu(negative_slope=0.01): 1.0 (it tests x >= 0)",
         "differs only where z == 0 exactly, where dZ is 100x the reference's (spirals has "
         "examples at the origin: every Z of a zero-bias net is 0 there); "
         "jnp.where(z > 0, z, 0.01 z) gives the reference's (Net uses it)"),
 )
 
-_BY_KEY = {c.key: c for c in CONVENTIONS}
+CONVENTIONS_BY_KEY = {c.key: c for c in CONVENTIONS}
 
 
 def convention(key):
     """The row with this key (KeyError naming the known keys otherwise)."""
     try:
-        return _BY_KEY[key]
+        return CONVENTIONS_BY_KEY[key]
     except KeyError:
-        raise KeyError(f"unknown convention {key!r}; known: {', '.join(_BY_KEY)}") from None
+        raise KeyError(f"unknown convention {key!r}; known: {', '.join(CONVENTIONS_BY_KEY)}") from None
 
 
-def table_markdown():
+def markdown_table():
     """The table as Markdown (docs/framework_differences.md quotes it)."""
     rows = ["| key | concept | reference | flax / optax | mapping / fix |", "|---|---|---|---|---|"]
     rows += [f"| `{c.key}` | {c.concept} | {c.reference} | {c.library} | {c.mapping} |"
@@ -163,7 +163,7 @@ def schedule_for(optimizer, dtype="float64", factor=1.0):
     The rate is computed in float64 from optax's int32 count (the reference's Python-float
     arithmetic), times ``factor``, and rounded once to ``dtype``: what NumPy does with a
     Python float next to a float32 array. optax.exponential_decay would compute it in
-    float32 (row ``schedule_int32_count``). With k = the updates done before this one:
+    float32 (row ``schedule.int32_count``). With k = the updates done before this one:
         inverse_time  lr0 / (1 + rate floor(k / steps))
         exponential   lr0 rate^(k / steps)
         step          lr0 rate^floor(k / steps)
@@ -215,7 +215,7 @@ def optax_transform_for(optimizer, dtype="float64"):
     step that takes it as a static argument compiles once.
 
         gd                  optax.sgd(lr)
-        momentum, ema       optax.sgd(lr * (1 - beta), momentum=beta)   (row momentum_heavy_ball)
+        momentum, ema       optax.sgd(lr * (1 - beta), momentum=beta)   (row momentum.ema)
         momentum, heavy     optax.sgd(lr, momentum=beta)
         adam, corrected     optax.adam(lr, b1, b2, eps, eps_root=0.0)
         adam, uncorrected   chain(scale_by_adam_uncorrected(b1, b2, eps), scale_by_learning_rate(lr))

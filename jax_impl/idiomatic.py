@@ -59,7 +59,7 @@ from .conventions import (dense_layers, leaf_path, optax_transform_for, referenc
 def leaky_relu(z):
     """The reference's leaky relu: derivative 0.01 at z = 0 (strict z > 0).
     jax.nn.leaky_relu(z, negative_slope=0.01) tests z >= 0, so jax.grad gives 1.0 at 0
-    (conventions row leaky_relu_grad_at_zero). That is not hypothetical: the spirals
+    (conventions row activation.leaky_relu_at_0). That is not hypothetical: the spirals
     data set has examples at the origin, where every Z^[l] of a zero-bias network is
     exactly 0, and jax.nn.leaky_relu makes their dZ 100x the reference's (measured:
     the deep leaky_relu/softmax conformance cases fail with it, dZ2 at 25x its bound)."""
@@ -127,7 +127,7 @@ class Net(nnx.Module):
 
 def sigmoid_stable(logits, labels):
     # summed over n_y and m, / m: optax's per-element loss .mean() would divide by n_y m,
-    # n_y times less than the reference for a multi-output sigmoid (row loss_mean_sigmoid)
+    # n_y times less than the reference for a multi-output sigmoid (row loss.bce_mean)
     return optax.sigmoid_binary_cross_entropy(logits, labels).sum() / labels.shape[0]
 
 

@@ -116,7 +116,10 @@ def load_user_file(path):
         spec.loader.exec_module(mod)
     except Exception as e:  # the user's code: report it, whatever it is
         raise VerifyInputError(f"{path}: importing it raised {type(e).__name__}: {e}") from e
+    pure_jax = callable(getattr(mod, "apply", None))   # a pure apply(params, x) needs no module
     for fn in ("make_model", "make_optimizer", "make_loss"):
+        if fn == "make_model" and pure_jax:
+            continue
         if not callable(getattr(mod, fn, None)):
             raise VerifyInputError(f"{path}: defines no {fn}() (see docs/verify.md for the factories "
                                    "a verify file defines)")
@@ -218,13 +221,17 @@ def _jax_runner(mod, cfg, ref_opt_spec):
                                "name the reference optimiser with REFERENCE_OPTIMIZER or --optimizer")
     ref_opt = _reference_optimizer(ref_opt_spec, None)
     dims = cfg["layer_dims"]
-    loader = getattr(mod, "load_parameters", None)
-    user_step = getattr(mod, "train_step", None)
+    user_load = getattr(mod, "load_parameters", None)
+    pure = callable(getattr(mod, "apply", None))
+    if pure and not callable(getattr(mod, "init_params", None)):
+        raise VerifyInputError("a pure apply(params, x) also needs init_params(layer_dims) -> its params pytree")
 
     def run(parameters, X, Y, batches):
-        stages, _ = idiomatic.run_steps(mod.make_model(dims), mod.make_optimizer(), mod.make_loss(),
-                                        parameters, X, Y, batches, cfg["output"], dtype=cfg["dtype"],
-                                        loader=loader, step_fn=user_step, reference_optimizer=ref_opt)
+        model = mod.apply if pure else mod.make_model(dims)
+        params = mod.init_params(dims) if pure else None
+        stages, _ = idiomatic.run_steps(model, mod.make_optimizer(), mod.make_loss(), parameters, X, Y,
+                                        batches, cfg["output"], dtype=cfg["dtype"], params=params,
+                                        load=user_load, optimizer=ref_opt)
         return stages
     return run, ref_opt
 
@@ -268,7 +275,8 @@ def verify(path, steps=None, dtype=None, batch_size=None, optimizer=None):
         res = compare_case(case, got, _restrict(exp, present))
         result.checks.append(StepCheck(k, res, missing))
         if not res.ok:
-            result.hints = diagnose(res, got, exp, previous, p0, X, Y, batches[:k], cfg)
+            result.hints = [with_fix(h, mod.FRAMEWORK)
+                            for h in diagnose(res, got, exp, previous, p0, X, Y, batches[:k], cfg)]
             break
         previous = (got, exp)
     return result
@@ -280,6 +288,19 @@ def _restrict(exp, order):
 
 
 # ------------------------------------------------------------------ hints
+
+def with_fix(hint, framework):
+    """The hint, followed by the fix that the framework's conventions table gives for the
+    convention key the hint ends with ("... [momentum.ema]")."""
+    import importlib
+    import re
+    m = re.search(r"\[([\w.]+)\]$", hint)
+    if not m:
+        return hint
+    table = importlib.import_module(f"{'torch_impl' if framework == 'torch' else 'jax_impl'}.conventions")
+    row = table.CONVENTIONS_BY_KEY.get(m.group(1))
+    return hint if row is None else f"{hint}; fix ({framework} conventions): {row.mapping}"
+
 
 def _close(a, b, rtol):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -299,9 +320,10 @@ def diagnose(res, got, exp, previous, p0, X, Y, batches, cfg):
     if stage.startswith("cost_") and stage in got:
         r = float(got[stage]) / float(ref[stage]) if float(ref[stage]) != 0 else math.nan
         for factor, text in ((1 / n_y, f"the cost is the reference's / n_y (n_y = {n_y}): a mean over all "
-                                       "n_y*m entries (BCEWithLogitsLoss() or optax's "
-                                       "sigmoid_binary_cross_entropy(...).mean()); the course divides by m "
-                                       "only: use reduction='sum' and divide by m [loss.bce_mean]"),
+                                       "n_y*m entries (BCEWithLogitsLoss(), optax's "
+                                       "sigmoid_binary_cross_entropy(...).mean(), a .mean() of per-entry "
+                                       "losses); the course divides by m only: sum, then divide by m "
+                                       "[loss.bce_mean]"),
                              (m, f"the cost is m = {m} times the reference's: reduction='sum' (or .sum()) "
                                  "where the course takes the mean over the examples"),
                              (1 / m, f"the cost is the reference's / m (m = {m}): divided by m twice")):
@@ -317,14 +339,21 @@ def diagnose(res, got, exp, previous, p0, X, Y, batches, cfg):
                          "(drop the final activation): BCEWithLogitsLoss / CrossEntropyLoss / optax's "
                          "*_cross_entropy take logits [output.logits]")
     if stage.startswith("Z") and stage in got:
+        # the network as it computes if every W went in without a transpose (a square W as
+        # it is, any W reshaped to the (in, out) kernel shape: kernel^T = reshape(W)^T),
+        # forward to the diverging layer (the layers before it may not be captured)
         l = int(stage[1:])
-        W = p0[f"W{l}"] if not previous else previous[1].ref[f"W{l}'"]
-        b = p0[f"b{l}"] if not previous else previous[1].ref[f"b{l}'"]
-        A_prev = X[:, batches[-1]] if l == 1 else ref[f"A{l - 1}"]
-        if W.shape[0] == W.shape[1] and _close(got[stage], W.T @ A_prev + b, rtol):
-            hints.append(f"Z{l} = W{l}ᵀ A{l - 1} + b{l}: layer {l}'s weights are transposed. flax kernels are "
-                         f"(in, out) = Wᵀ, torch's Linear.weight is (out, in) = W; a square layer ({W.shape[0]}"
-                         f"x{W.shape[1]}) hides it from shape checks [layout.weight / layout.kernel]")
+        params = p0 if not previous else {k: previous[1].ref[f"{k}'"] for k in p0}
+        A = X[:, batches[-1]].astype(cfg["dtype"])
+        for j in range(1, l + 1):
+            W = params[f"W{j}"]
+            Z = W.reshape(W.shape[1], W.shape[0]).T @ A + params[f"b{j}"]
+            A = R.activation(cfg["hidden"], Z)
+        if _close(got[stage], Z, rtol):
+            hints.append(f"{stage} is what the network computes when each W went into its layer without a "
+                         "transpose (reshaped to the kernel's shape, or a square W as it is): a flax kernel "
+                         "is (in, out) = Wᵀ, torch's Linear.weight (out, in) = W; reshape is not a transpose, "
+                         "and a square layer hides it from every shape check [layout.weight]")
     if stage.startswith("dW") and previous is not None and stage in got:
         acc = sum(_step_grad(p0, X, Y, batches[:j], cfg, stage) for j in range(1, len(batches) + 1))
         if _close(got[stage], acc, rtol):

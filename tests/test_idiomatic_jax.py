@@ -239,10 +239,10 @@ def test_conventions_table_is_scannable_data():
     assert len(keys) == len(set(keys))
     for c in C.CONVENTIONS:
         assert all(isinstance(v, str) and v for v in (c.key, c.concept, c.reference, c.library, c.mapping))
-    assert C.convention("kernel_layout").library.startswith("nnx.Linear")
-    with pytest.raises(KeyError, match="unknown convention 'nope'; known: kernel_layout"):
+    assert C.convention("layout.weight").library.startswith("nnx.Linear")
+    with pytest.raises(KeyError, match="unknown convention 'nope'; known: layout.weight"):
         C.convention("nope")
-    assert C.table_markdown().count("\n") == len(keys) + 1
+    assert C.markdown_table().count("\n") == len(keys) + 1
 
 
 def _ulps(a, b, dtype):

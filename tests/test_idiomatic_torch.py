@@ -687,7 +687,7 @@ def test_conventions_table_is_complete_and_keyed():
                 "loss.bce_clamp", "schedule.exponential", "schedule.step", "schedule.inverse_time",
                 "schedule.constant", "sgd.fma", "grad.zero_grad", "grad.dZ_scale"):
         row = C.convention(key)
-        assert row.reference and row.torch and row.mapping
+        assert row.reference and row.library and row.mapping
     assert C.markdown_table().count("\n") == len(keys) + 1
     with pytest.raises(KeyError, match="no convention 'nope'"):
         C.convention("nope")

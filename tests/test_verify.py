@@ -6,7 +6,9 @@ a forgotten zero_grad is invisible at step 1 and adds step 1's gradient at step 
 first gradient stage in backward order is dW2); a sigmoid before BCEWithLogitsLoss
 leaves Z2 right and A2 wrong; reduction="sum" makes the cost m times larger (the first
 stage computed from the loss is cost_stable); heavy-ball momentum makes the first
-update 1/(1-beta) times larger (W1', the first updated parameter)."""
+update 1/(1-beta) times larger (W1', the first updated parameter); a kernel loaded without
+a transpose changes the first layer's Z; a mean over all n_y m label entries makes the
+cost n_y times smaller."""
 import glob
 import json
 import os
@@ -27,6 +29,12 @@ EXPECTED = {
     "bug_torch_sigmoid_before_bce.py": (1, 1, "A2", "output.logits"),
     "bug_torch_reduction_sum.py": (1, 1, "cost_stable", "m = 400 times"),
     "bug_torch_heavy_ball_for_ema.py": (1, 1, "W1'", "momentum.ema"),
+    "ok_flax_adam.py": (0, None, None, None),
+    "ok_jax_pure_apply.py": (0, None, None, None),
+    # a user's flax module yields the logits Z2 but not Z1: the untransposed first layer
+    # is first seen in the logits
+    "bug_flax_kernel_not_transposed.py": (1, 1, "Z2", "layout.weight"),
+    "bug_flax_mean_over_classes.py": (1, 1, "cost_stable", "loss.bce_mean"),
 }
 
 
@@ -38,8 +46,7 @@ def test_every_example_has_an_expectation():
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_exit_code_first_stage_and_hint(name, tmp_path, capsys):
     code, step, stage, hint = EXPECTED[name]
-    if "torch" in name:
-        pytest.importorskip("torch")
+    pytest.importorskip("torch" if "torch" in name else "flax")
     out = tmp_path / "verify.json"
     rc = main(["verify", os.path.join(EXAMPLES, name), "--no-color", "--json", str(out)])
     text = capsys.readouterr().out

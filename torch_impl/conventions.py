@@ -18,7 +18,7 @@ class Convention:
     key: str          # short id, stable (looked up by other code)
     concept: str
     reference: str    # the reference's form (reference/*.py)
-    torch: str        # what idiomatic torch does
+    library: str      # what idiomatic torch does
     mapping: str      # how to make them agree, or why they cannot
 
 
@@ -126,7 +126,7 @@ def markdown_table():
     """The table as Markdown (key | concept | reference | torch | mapping)."""
     rows = ["| key | concept | reference | torch | mapping / fix |", "|---|---|---|---|---|"]
     for c in CONVENTIONS:
-        rows.append(f"| `{c.key}` | {c.concept} | {c.reference} | {c.torch} | {c.mapping} |")
+        rows.append(f"| `{c.key}` | {c.concept} | {c.reference} | {c.library} | {c.mapping} |")
     return "\n".join(rows)
 
 
