@@ -56,8 +56,9 @@ def test_example_exit_code_first_stage_and_hint(name, tmp_path, capsys):
     if code == 0:
         assert data["first_divergence"] is None and "OK: all" in text
         assert all(s["ok"] for s in data["steps"])
-        # something was compared: forward, cost, backward and update stages of every step
-        assert all({"Z1", "cost_stable", "dW1", "W1'"} <= {r["stage"] for r in s["stages"]}
+        # something was compared: forward (the logits Z2 at least), cost, backward and
+        # update stages of every step
+        assert all({"Z2", "cost_stable", "dW1", "W1'"} <= {r["stage"] for r in s["stages"]}
                    for s in data["steps"])
         return
     first = data["first_divergence"]
