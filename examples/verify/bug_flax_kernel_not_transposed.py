@@ -29,8 +29,8 @@ def make_model(layer_dims):
 def load_parameters(model, parameters):
     for l, layer in enumerate(model.layers, 1):
         W, b = parameters[f"W{l}"], parameters[f"b{l}"]
-        layer.kernel.value = jnp.asarray(W).reshape(layer.kernel.value.shape)  # bug: not W.T
-        layer.bias.value = jnp.asarray(b[:, 0])
+        layer.kernel[...] = jnp.asarray(W).reshape(layer.kernel[...].shape)  # bug: not W.T
+        layer.bias[...] = jnp.asarray(b[:, 0])
     return model
 
 
