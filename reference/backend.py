@@ -135,7 +135,13 @@ def check_weights(path, shapes, layer_dims):
 
 
 class _Bad(Exception):
-    """A problem with the file's content (becomes ValueError "<path>: <problem>")."""
+    """A problem with the file, as ValueError "<path>: <kind> (<detail>)", kind one of
+    "unreadable weight file" (not an archive, truncated, corrupted, malformed or
+    non-float members), "not a netparity weight file" (someone else's archive or
+    array), "weight file too large" (declared sizes over the limit)."""
+
+    def __init__(self, detail, kind="unreadable weight file"):
+        super().__init__(f"{kind} ({detail})")
 
 
 def _read_header(zf, info):
@@ -190,20 +196,21 @@ def read_weight_file(path, layer_dims=None):
 
 def _read(path, layer_dims):
     if not os.path.exists(path):
-        raise _Bad("unreadable weight file (no such file)")
+        raise _Bad("no such file")
     if os.path.isdir(path):
-        raise _Bad("unreadable weight file (a directory)")
+        raise _Bad("a directory")
     with open(path, "rb") as fh:
         magic = fh.read(6)
     if magic == b"\x93NUMPY":
-        raise _Bad("a single .npy array, not a netparity weight file (an .npz archive "
-                   "written by save_weights)")
+        raise _Bad("a single .npy array; a weight file is the .npz archive save_weights "
+                   "writes", "not a netparity weight file")
     if not zipfile.is_zipfile(path):
-        raise _Bad("unreadable weight file (not a zip archive: a weight file is an .npz)")
+        raise _Bad("not a zip archive: a weight file is an .npz")
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
-            raise _Bad(f"{len(infos)} members, more than the {MAX_MEMBERS} a weight file may hold")
+            raise _Bad(f"{len(infos)} members, more than the {MAX_MEMBERS} a weight file may "
+                       "hold", "weight file too large")
         by_key = {}
         for info in infos:
             name = info.filename
@@ -217,7 +224,7 @@ def _read(path, layer_dims):
                 raise _Bad(f"member {name!r} is encrypted")
             by_key[key] = info
         if "__format__" not in by_key:
-            raise _Bad(f"not a netparity weight file ({WEIGHT_FORMAT}): no __format__ member")
+            raise _Bad(f"{WEIGHT_FORMAT}: no __format__ member", "not a netparity weight file")
         # the zip directory's sizes first: nothing is decompressed for an absurd file
         want = None
         if layer_dims is not None:
@@ -232,7 +239,8 @@ def _read(path, layer_dims):
                        f"{limit} " + ("a network of layer_dims "
                                       f"{list(layer_dims)} needs" if want else
                                       "a weight file may hold (MAX_WEIGHT_BYTES; pass "
-                                      "layer_dims to load a larger network)"))
+                                      "layer_dims to load a larger network)"),
+                       "weight file too large")
         # then the .npy headers (a few hundred bytes each)
         headers = {k: _read_header(zf, i) for k, i in by_key.items()}
         meta = {}
@@ -240,7 +248,8 @@ def _read(path, layer_dims):
             if k in headers:
                 meta[k] = _read_small(zf, by_key[k], headers[k], k)
         if str(meta["__format__"]) != WEIGHT_FORMAT:
-            raise _Bad(f"not a netparity weight file ({WEIGHT_FORMAT})")
+            raise _Bad(f"{WEIGHT_FORMAT}: __format__ is {str(meta['__format__'])[:40]!r}",
+                       "not a netparity weight file")
         bf16 = [str(n) for n in np.atleast_1d(meta.get(BFLOAT16_MEMBER, np.array([], "U1")))]
         params = [k for k in by_key if k not in meta]
         unknown = [n for n in bf16 if n not in params]
@@ -260,7 +269,8 @@ def _read(path, layer_dims):
             total += nbytes
         if want is None and total > MAX_WEIGHT_BYTES:
             raise _Bad(f"the arrays declare {total} bytes, more than MAX_WEIGHT_BYTES = "
-                       f"{MAX_WEIGHT_BYTES} (pass layer_dims to load a larger network)")
+                       f"{MAX_WEIGHT_BYTES}; pass layer_dims to load a larger network",
+                       "weight file too large")
         if layer_dims is not None:
             check_weights(path, {k: headers[k][0] for k in params}, layer_dims)
         # only now the data, exactly the declared number of bytes per member
