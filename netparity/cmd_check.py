@@ -11,7 +11,6 @@ Exit code 0 only when every stage of every case passes.
 """
 import argparse
 import itertools
-import json
 import math
 import os
 import sys

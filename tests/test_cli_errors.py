@@ -58,7 +58,7 @@ def no_work(monkeypatch):
     monkeypatch.setattr(cmd_train, "train_one", work)
     monkeypatch.setattr(cmd_check, "run_cases", work)
     monkeypatch.setattr(cmd_report, "train_curves", work)
-    monkeypatch.setattr(cmd_bench, "run_suite", work)
+    monkeypatch.setattr(cmd_bench.subprocess, "call", work)  # the benchmark run
 
 
 def _cannot_create_in(folder):
@@ -270,7 +270,8 @@ def test_bench_default_outputs_stay_out_of_the_repository(monkeypatch, tmp_path,
 
 @pytest.mark.slow
 def test_real_smoke_bench_leaves_the_checkout_unchanged(tmp_path):
-    """Item 6, for real: a smoke run from the repository root changes no file in it."""
+    """Item 6, for real: a smoke run from the repository root, through netparity bench
+    and through pytest directly (as CI does), changes no file in it."""
     pytest.importorskip("pytest_benchmark")
     status = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT,
                             capture_output=True, text=True).stdout
@@ -280,6 +281,11 @@ def test_real_smoke_bench_leaves_the_checkout_unchanged(tmp_path):
     r = subprocess.run([sys.executable, "-c", RUN_MAIN, "bench", "--smoke"], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-m", "pytest", "bench", "--bench-size", "smoke",
+                        "--benchmark-disable", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+                        "-k", "numpy"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert r.returncode == 0, r.stdout[-2000:]
     assert _digest(COMMITTED) == committed
     assert subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT,
                           capture_output=True, text=True).stdout == status
@@ -312,7 +318,7 @@ def test_bench_without_pytest_benchmark_says_what_to_install(monkeypatch, capsys
     real = cmd_bench.importlib.util.find_spec
     monkeypatch.setattr(cmd_bench.importlib.util, "find_spec",
                         lambda name, *a: None if name == "pytest_benchmark" else real(name, *a))
-    monkeypatch.setattr(cmd_bench, "run_suite", lambda *a: pytest.fail("ran without the plugin"))
+    monkeypatch.setattr(cmd_bench.subprocess, "call", lambda *a, **k: pytest.fail("ran without the plugin"))
     rc, out, err = run_cli(["bench", "--smoke"], capsys)
     assert rc == 2
     assert_one_line(err, "bench", "pip install 'netparity[bench]'")

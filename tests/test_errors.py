@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from netparity.backends import REGISTRY, available_backends, get_backend
-from reference.validate import array_label
 
 R = get_backend("numpy")
 BACKENDS = available_backends()
@@ -279,6 +278,15 @@ CASES = [
 ]
 
 
+def array_label(x):
+    """How the documented message names the type of x (numpy.ndarray, numpy.matrix,
+    numpy.ma.MaskedArray, torch.Tensor, jax.Array)."""
+    if isinstance(x, np.ma.MaskedArray):
+        return "numpy.ma.MaskedArray"
+    top = type(x).__module__.split(".")[0]
+    return "jax.Array" if top in ("jax", "jaxlib") else f"{top}.{type(x).__name__}"
+
+
 def own_array(B):
     return B.from_numpy(np.zeros((2, 3)))
 
@@ -443,12 +451,9 @@ def test_one_message_shape_for_another_frameworks_array(make, backend):
     assert (got_type, got_msg) == (TypeError, want)
 
 
-@pytest.mark.parametrize("callee", BACKENDS)
-@pytest.mark.parametrize("source", BACKENDS)
+@pytest.mark.parametrize("source, callee", [(a, b) for a in BACKENDS for b in BACKENDS if a != b])
 def test_every_pair_of_frameworks_is_refused(source, callee):
     """Item 19, every ordered pair: X from ``source`` into ``callee``'s forward pass."""
-    if source == callee:
-        pytest.skip("same framework: not a mix")
     A, B = get_backend(source), get_backend(callee)
     s = In(B)
     X = A.from_numpy(s.Xn)
