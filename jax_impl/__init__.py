@@ -35,16 +35,7 @@ from .backend import (GRAD_PATHS, devices, compile_status, from_numpy, to_numpy,
 # the reference's validation (reference/validate.py, docs/errors.md): same checks, same
 # messages, run outside any jit; a tracer's values are unknown (None): only its shape and
 # dtype are checked. Internal callers (loops, lax.scan bodies) skip validation.
-import numpy as _np  # noqa: E402
-import jax.numpy as _jnp  # noqa: E402
-from reference.validate import Ops as _Ops, guard_api as _guard_api  # noqa: E402
-
-
-def _known(x):
-    return not isinstance(x, _jax.core.Tracer)
-
-
-_OPS = _Ops(all_finite=lambda x: bool(_jnp.isfinite(x).all()) if _known(x) else None,
-            host=lambda x: _np.asarray(x) if _known(x) else None)
+from reference.validate import guard_api as _guard_api  # noqa: E402
+from .backend import OPS as _OPS  # noqa: E402
 globals().update(_guard_api(globals(), _OPS))
 from .idiomatic import run_idiomatic  # noqa: E402,F401  the idiomatic flax.nnx/optax path (needs flax, optax)

@@ -1,10 +1,13 @@
 """What makes the JAX mirror a backend: conversions, devices, gradient paths, the step
 factory (optionally jax.jit-compiled) and the portable weight file (the reference's)."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import reference.backend as _ref
+from reference.validate import Ops
 
 # the jit-compiled step lives with train, which uses it too: one compile cache for both
 # (bench/ counts the traces of backend._step_jit)
@@ -22,6 +25,24 @@ def devices():
     except RuntimeError:  # no GPU backend in this jaxlib / on this machine
         pass
     return names
+
+
+@functools.lru_cache(maxsize=None)  # asked on every from_numpy: jax.devices("gpu") raises each time
+def _usable_device_names():
+    # the names from_numpy accepts now: "cuda" is an alias of "gpu"
+    return ("cpu", "gpu", "cuda") if "gpu" in devices() else ("cpu",)
+
+
+def _known(x):
+    return not isinstance(x, jax.core.Tracer)
+
+
+# what reference/validate.py needs to check JAX inputs (same checks, same messages); a
+# tracer's values are unknown (None) inside jax.jit: only its shape and dtype are checked
+OPS = Ops(all_finite=lambda x: bool(jnp.isfinite(x).all()) if _known(x) else None,
+          host=lambda x: np.asarray(x) if _known(x) else None,
+          backend="jax", array_kind="jax.Array", native=lambda x: isinstance(x, jax.Array),
+          devices=_usable_device_names, devices_known=tuple(_PLATFORMS))
 
 
 def compile_status():
@@ -47,8 +68,9 @@ def from_numpy(x, dtype=None, device="cpu"):
 
 
 def to_numpy(x):
-    # a copy: np.asarray of a jax CPU array is a read-only view of its buffer
-    return np.array(x)
+    """A NumPy copy (np.asarray of a jax CPU array would be a read-only view of its
+    buffer), the same on every backend."""
+    return np.array(x, copy=True)
 
 
 def tree_from_numpy(d, dtype=None, device="cpu"):
@@ -89,10 +111,12 @@ WEIGHT_FORMAT = _ref.WEIGHT_FORMAT
 
 
 def save_weights(path, parameters):
-    """``reference.save_weights`` of the NumPy copies (.npz, no pickle, atomic)."""
+    """The reference's writer of the NumPy copies (.npz, no pickle, atomic; bfloat16
+    arrays are ml_dtypes' bfloat16 in NumPy, written as their bit patterns)."""
     _ref.save_weights(path, tree_to_numpy(parameters))
 
 
 def load_weights(path, dtype=None, device="cpu", layer_dims=None):
-    """Reads a file written by any backend's ``save_weights``; never unpickles."""
+    """Reads a file written by any backend's ``save_weights`` (checked from the headers
+    before any data is read; never unpickles); bfloat16 comes back as bfloat16."""
     return tree_from_numpy(_ref.load_weights(path, layer_dims=layer_dims), dtype, device)

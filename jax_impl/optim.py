@@ -6,6 +6,7 @@ State: ``t`` is a 0-d int32 jax array (not a Python int), so that inside jax.jit
 traced and a new t does not recompile; ``vdP``/``sdP`` buffers start at zero. The
 functions also accept a Python int t (a state converted from the reference's).
 """
+import jax
 import jax.numpy as jnp
 
 from reference.optim import OPTIMIZERS, SCHEDULES, Optimizer, parameter_names  # noqa: F401
@@ -27,10 +28,18 @@ def init_optimizer_state(parameters, optimizer):
 
 
 def learning_rate_at(optimizer, k):
-    """The learning rate of update number k (0-based), as a 0-d float64 array; k may be
-    traced. Same formulas as the reference: equal to it for inverse_time and step (XLA's
-    pow is exact for integer exponents in the normal range), within ~5e-14 relative for
-    exponential (fractional exponents: XLA's pow vs libm's, up to a few hundred ulps)."""
+    """The learning rate of update number k (0-based) as a Python float, like the
+    reference's and torch's: the float of exactly what ``optimizer_step`` uses. Under
+    jax.jit (k traced) it stays a 0-d float64 array, as a traced value must."""
+    lr = _learning_rate_at(optimizer, k)
+    return lr if isinstance(lr, jax.core.Tracer) else float(lr)
+
+
+def _learning_rate_at(optimizer, k):
+    """The rate of update k as a 0-d float64 array; k may be traced. Same formulas as the
+    reference: equal to it for inverse_time and step (XLA's pow is exact for integer
+    exponents in the normal range), within ~5e-14 relative for exponential (fractional
+    exponents: XLA's pow vs libm's, up to a few hundred ulps)."""
     lr0, rate, steps = optimizer.learning_rate, optimizer.decay_rate, optimizer.decay_steps
     k = jnp.asarray(k, dtype=jnp.int32)
     f64 = jnp.float64  # a Python float's precision, as in the reference
@@ -51,7 +60,7 @@ def optimizer_step(parameters, grads, state, optimizer):
     what NumPy does with a Python float next to a float32 array.
     """
     t = state["t"] + 1
-    lr = learning_rate_at(optimizer, state["t"])
+    lr = _learning_rate_at(optimizer, state["t"])
     new_params, new_state = {}, {"t": t}
     for k, p in parameters.items():
         g = grads[f"d{k}"]

@@ -1,25 +1,41 @@
 """`netparity bench`: runs bench/ through pytest-benchmark, then renders the saved JSON
 as a markdown table (time per step, speed-up over the NumPy reference, GFLOP/s, roofline
-fraction) and PNG plots; ``--compare OLD NEW`` prints per-benchmark time ratios."""
-import json
+fraction) and PNG plots; ``--compare OLD NEW`` prints per-benchmark time ratios.
+
+Nothing is written into the repository unless asked for: the JSON (and the .md table
+beside it) goes to ``--json PATH``, else into the ``--plots`` folder, else into a fresh
+temporary folder whose path is printed. The pytest run keeps no cache (``-p
+no:cacheprovider``, no bytecode) and runs in a temporary working directory.
+``--compare`` and ``--render-only`` need only the saved JSON; a run needs the bench/
+suite of a source checkout and pytest-benchmark, and says so when either is missing.
+"""
+import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 
-from netparity import roofline
+from netparity import fileio, roofline
+from netparity.cli_checks import UsageError, check_bench_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "bench", "results")
+BENCH_DIR = os.path.join(ROOT, "bench")
+RESULTS = os.path.join(BENCH_DIR, "results")  # the committed run (what `report` shows)
+INSTALL_HINT = ("netparity bench runs the bench/ suite of a source checkout: clone the "
+                "repository and run `pip install -e '.[bench]'` in it (an installed "
+                "package has --compare and --render-only only)")
 
 
 def add_arguments(parser):
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="planar + medium configs only")
     size.add_argument("--smoke", action="store_true", help="one tiny config, 2 rounds (CI)")
-    parser.add_argument("--json", default=os.path.join(RESULTS, "bench.json"),
-                        help="where to save the pytest-benchmark JSON (default: %(default)s); "
-                             "the markdown table goes next to it (.md)")
+    parser.add_argument("--json", default=None,
+                        help="where to save the pytest-benchmark JSON; the markdown table goes "
+                             "next to it (.md). Default: DIR/bench.json with --plots DIR, else "
+                             "a new temporary folder (printed); to update the committed "
+                             f"results: --json {os.path.relpath(RESULTS, ROOT)}/bench.json")
     parser.add_argument("--compare", nargs=2, metavar=("OLD.json", "NEW.json"),
                         help="print NEW/OLD median ratios of two saved runs; runs nothing")
     parser.add_argument("--select", metavar="EXPR",
@@ -30,30 +46,74 @@ def add_arguments(parser):
                         help="render the table/plots of an existing --json without running")
 
 
+def default_json(args):
+    """--plots DIR/bench.json, else bench.json in a new temporary folder: never the
+    repository's committed results unless --json names them."""
+    if args.plots:
+        return os.path.join(args.plots, "bench.json")
+    return os.path.join(tempfile.mkdtemp(prefix="netparity-bench-"), "bench.json")
+
+
+def missing_requirements():
+    """Why a benchmark run cannot start here (None if it can)."""
+    if not os.path.isfile(os.path.join(BENCH_DIR, "conftest.py")):
+        return INSTALL_HINT
+    missing = [m for m in ("pytest", "pytest_benchmark") if importlib.util.find_spec(m) is None]
+    if missing:
+        return (f"netparity bench needs {' and '.join(missing).replace('_', '-')}: "
+                "pip install 'netparity[bench]' (or pip install pytest pytest-benchmark)")
+    return None
+
+
+class _RunFailed(Exception):
+    pass
+
+
+def run_suite(args, size):
+    """pytest-benchmark over bench/, its JSON written atomically to args.json; returns
+    pytest's exit code."""
+    # -v prints one line per benchmark as it finishes: the progress display.
+    # -p no:randomly: keep the configured order (pytest-randomly would shuffle it).
+    # -p no:cacheprovider and PYTHONDONTWRITEBYTECODE: write nothing into the checkout;
+    # the working directory is a temporary one (pytest-benchmark's storage is relative to it)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    rc = None
+    try:
+        with fileio.atomic_path(args.json) as tmp, tempfile.TemporaryDirectory() as cwd:
+            cmd = [sys.executable, "-m", "pytest", BENCH_DIR, "-v", "-p", "no:randomly",
+                   "-p", "no:cacheprovider", f"--bench-size={size}", f"--benchmark-json={tmp}",
+                   "--benchmark-columns=median,rounds,iterations", "--benchmark-sort=fullname"]
+            if args.select:
+                cmd += ["-k", args.select]
+            print("$", " ".join(cmd), flush=True)
+            rc = subprocess.call(cmd, cwd=cwd, env=env)
+            if rc not in (0, 5) or os.path.getsize(tmp) == 0:
+                raise _RunFailed()  # keep an earlier result file as it was
+    except _RunFailed:
+        return rc or 1
+    return rc
+
+
 def run(args):
+    if args.json is None and not args.compare and not args.render_only:
+        args.json = default_json(args)
+    loaded = check_bench_args(args)  # inputs, outputs, conflicting options: before any work
     if args.compare:
-        print(compare(*(load(p) for p in args.compare)))
+        print(compare(*(loaded[p] for p in args.compare)))
         return 0
     if not args.render_only:
+        problem = missing_requirements()
+        if problem:
+            raise UsageError(problem)
         size = "smoke" if args.smoke else "quick" if args.quick else "full"
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        # -v prints one line per benchmark as it finishes: the progress display.
-        # -p no:randomly: keep the configured order (pytest-randomly would shuffle it)
-        cmd = [sys.executable, "-m", "pytest", os.path.join(ROOT, "bench"), "-v",
-               "-p", "no:randomly", f"--bench-size={size}", f"--benchmark-json={args.json}",
-               "--benchmark-columns=median,rounds,iterations", "--benchmark-sort=fullname"]
-        if args.select:
-            cmd += ["-k", args.select]
-        print("$", " ".join(cmd), flush=True)
-        rc = subprocess.call(cmd, cwd=ROOT)
-        if rc not in (0, 5) or not os.path.exists(args.json):
-            return rc or 1
-    data = load(args.json)
+        rc = run_suite(args, size)
+        if rc not in (0, 5):
+            return rc
+    data = loaded.get(args.json) or load(args.json)
     table = render(data)
     print(table)
     md = os.path.splitext(args.json)[0] + ".md"
-    with open(md, "w") as f:
-        f.write(table + "\n")
+    fileio.write_text(md, table + "\n")
     print(f"wrote {args.json} and {md}")
     if args.plots:
         for path in plot(data, args.plots):
@@ -62,7 +122,8 @@ def run(args):
 
 
 def load(path):
-    with open(path) as f:
+    import json
+    with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -237,7 +298,7 @@ def _save(fig, folder, name):
     import matplotlib.pyplot as plt
     path = os.path.join(folder, name)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fileio.save_figure(fig, path, dpi=100)  # atomic: never a truncated PNG
     plt.close(fig)
     return path
 

@@ -9,7 +9,6 @@ ULPs, error/bound ratio); a stage passes when ratio <= 1. Exit code 0 only when 
 stage of every case passes; 2 when nothing could run.
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -139,6 +138,8 @@ def to_json(outcomes):
 
 
 def run(args):
+    from netparity.cli_checks import check_check_args
+    check_check_args(args)  # arguments and the --json path, before any work (exit 2)
     cases = selected_cases(args)
     if not cases:
         print("netparity check: no case selected", file=sys.stderr)
@@ -155,10 +156,8 @@ def run(args):
     text, ok = summary(outcomes)
     print(text)
     if args.json:
-        d = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(d, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(to_json(outcomes), f, indent=1)
+        from netparity import fileio
+        fileio.write_json(args.json, to_json(outcomes))  # atomic: never a truncated file
         print(f"results written to {args.json}")
     if not any(res.ran for res in outcomes):
         return 2  # nothing ran: not a pass

@@ -289,10 +289,10 @@ def _data_uri(png):
 def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp_rows, meta):
     """figures: {basename: png bytes}; writes report.html, report.md and the PNGs."""
     from netparity.runner import summary
+    from netparity import fileio  # every file atomically: never a truncated PNG or page
     os.makedirs(out_dir, exist_ok=True)
     for name, png in figures.items():
-        with open(os.path.join(out_dir, name), "wb") as f:
-            f.write(png)
+        fileio.write_bytes(os.path.join(out_dir, name), png)
     check_text, ok = summary(outcomes)
     check_cmd = meta["check_cmd"]
     heads = dict(SECTIONS)
@@ -337,8 +337,7 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
            "`inspect.getsource`.", ""]
     for backend, path, src in sources:
         md += [f"### {backend} (`{path}`)", "", "```python", src.rstrip(), "```", ""]
-    with open(os.path.join(out_dir, "report.md"), "w") as f:
-        f.write("\n".join(md))
+    fileio.write_text(os.path.join(out_dir, "report.md"), "\n".join(md))
 
     # ---- html
     def img(name, alt):
@@ -405,15 +404,16 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
         h += [f"<div><h3>{backend} <code>{html.escape(path)}</code></h3>"
               f"<pre><code>{html.escape(src.rstrip())}</code></pre></div>"]
     h += ["</div></body></html>"]
-    with open(os.path.join(out_dir, "report.html"), "w") as f:
-        f.write("\n".join(h))
+    fileio.write_text(os.path.join(out_dir, "report.html"), "\n".join(h))
 
 
 # ------------------------------------------------------------------ command
 
 def run(args):
     from netparity.backends import available_backends, backend_spec
+    from netparity.cli_checks import check_report_args
     from netparity.runner import run_cases, select_cases, summary
+    check_report_args(args)  # arguments and the --out directory, before any work (exit 2)
     t0 = time.time()
     try:
         import torch

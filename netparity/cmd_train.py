@@ -17,7 +17,9 @@ import sys
 import numpy as np
 
 import reference as ref
+from netparity import fileio
 from netparity.backends import REGISTRY, get_backend
+from netparity.cli_checks import check_train_args, seed_value
 
 
 # ------------------------------------------------------------------ argument types
@@ -81,8 +83,9 @@ def add_arguments(parser):
     parser.add_argument("--cost", choices=ref.COSTS, default="stable",
                         help="cross-entropy from logits (stable) or the article's formula (literal)")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    parser.add_argument("--seed", type=int, default=1,
-                        help="seed of the initial weights and of the mini-batch order")
+    parser.add_argument("--seed", type=seed_value, default=1,
+                        help="seed of the initial weights and of the mini-batch order, "
+                             "in [0, 2**32 - 1]")
     parser.add_argument("--print-every", type=non_negative_int, default=1000, metavar="N",
                         help="print the cost every N updates (0: never)")
     parser.add_argument("--plot", metavar="PATH", default=None,
@@ -166,9 +169,9 @@ def run(args):
     except ImportError as e:
         print(f"netparity train: error: {e}", file=sys.stderr)
         return 2
+    dims = check_train_args(args, backends)  # every argument and path, before any work
     X, Y = ref.load_dataset(args.dataset)
     output = "softmax" if Y.shape[0] > 1 else "sigmoid"
-    dims = [X.shape[0], *args.layers, Y.shape[0]]
     params = ref.initialize_network(dims, init=args.init, seed=args.seed)
     optimizer = ref.Optimizer(name=args.optimizer, learning_rate=args.lr)
     several = len(backends) > 1
@@ -238,4 +241,4 @@ def write_plot(path, results, X, Y, hidden, output, title=""):
         ax_data.set_axis_off()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
+    fileio.save_figure(fig, path, format="png", dpi=100)  # atomic: never a truncated PNG

@@ -33,6 +33,15 @@ import numpy as np
 
 OPTIMIZERS = ("gd", "momentum", "adam")
 SCHEDULES = ("constant", "inverse_time", "exponential", "step")
+MOMENTUM_FORMS = ("ema", "heavy_ball")
+ADAM_EPSILONS = ("corrected", "uncorrected")
+_RANGES = {
+    "learning_rate": "a positive finite number",
+    "beta": "a number in [0, 1)",
+    "beta1": "a number in [0, 1)",
+    "beta2": "a number in [0, 1)",
+    "epsilon": "a positive finite number",
+}
 
 
 @dataclass(frozen=True)
@@ -51,19 +60,41 @@ class Optimizer:
     decay_steps: int = 1
 
     def __post_init__(self):
-        if self.name not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.name!r}; expected one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
-        if self.momentum_form not in ("ema", "heavy_ball"):
-            raise ValueError(f"unknown momentum_form {self.momentum_form!r}; expected ema or heavy_ball")
-        if self.adam_epsilon not in ("corrected", "uncorrected"):
-            raise ValueError(f"unknown adam_epsilon {self.adam_epsilon!r}; expected corrected or uncorrected")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0
-                and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate must be a positive finite number, got {self.learning_rate!r}")
-        if not isinstance(self.decay_steps, int) or self.decay_steps < 1:
+        """Every hyper-parameter is checked here, once, for every backend (they all use
+        this class): names against their lists; numbers must be real (int or float,
+        NumPy scalars included, never bool or str) and finite, in range:
+        learning_rate > 0, 0 <= beta, beta1, beta2 < 1, epsilon > 0, decay_rate > 0
+        for the decaying schedules (a negative rate makes exponential complex, step a
+        gradient ascent, inverse_time divide by zero), decay_steps an integer >= 1.
+        Numbers are stored as Python floats: a NumPy float64 scalar would promote float32
+        arithmetic (NEP 50), a Python float never does."""
+        for field_name, value, allowed in (("optimizer", self.name, OPTIMIZERS),
+                                           ("schedule", self.schedule, SCHEDULES),
+                                           ("momentum_form", self.momentum_form, MOMENTUM_FORMS),
+                                           ("adam_epsilon", self.adam_epsilon, ADAM_EPSILONS)):
+            if not isinstance(value, str) or value not in allowed:
+                raise ValueError(f"unknown {field_name} {value!r}; expected one of {', '.join(allowed)}")
+        for field_name, low, high, closed_low in (("learning_rate", 0.0, math.inf, False),
+                                                  ("beta", 0.0, 1.0, True),
+                                                  ("beta1", 0.0, 1.0, True),
+                                                  ("beta2", 0.0, 1.0, True),
+                                                  ("epsilon", 0.0, math.inf, False),
+                                                  ("decay_rate", 0.0, math.inf,
+                                                   self.schedule == "constant")):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(value) or not (value >= low if closed_low else value > low) \
+                    or not value < high:
+                what = _RANGES.get(field_name) or (
+                    f"a positive finite number for the {self.schedule!r} schedule"
+                    if self.schedule != "constant" else
+                    "a finite number >= 0 (the constant schedule ignores it)")
+                raise ValueError(f"{field_name} must be {what}, got {value!r}")
+            object.__setattr__(self, field_name, float(value))
+        if isinstance(self.decay_steps, bool) or not isinstance(self.decay_steps, (int, np.integer)) \
+                or self.decay_steps < 1:
             raise ValueError(f"decay_steps must be a positive integer, got {self.decay_steps!r}")
+        object.__setattr__(self, "decay_steps", int(self.decay_steps))
 
     def with_(self, **changes):
         return replace(self, **changes)

@@ -7,8 +7,10 @@ Both may answer ``None`` ("values unknown", e.g. a JAX tracer inside ``jax.jit``
 value checks are then skipped, the shape/dtype checks still run. This module imports
 NumPy only.
 
-Exceptions (docs/errors.md): ``TypeError`` for a wrong dtype or a non-array,
-``ValueError`` for everything else (shapes, keys, values, names, hyper-parameters).
+Exceptions (docs/errors.md): ``TypeError`` for a wrong dtype, a non-array or an array of
+another framework (a NumPy array given to torch, a torch tensor given to NumPy, ...),
+``ValueError`` for everything else (shapes, keys, values, names, hyper-parameters,
+seeds, devices, paths).
 
 ``guard_api(namespace, ops)`` wraps a backend's public functions so that each validates
 its arguments and then calls the unvalidated implementation. Internal code (train's
@@ -25,26 +27,66 @@ import numpy as np
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, check_activation
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+# what from_numpy converts to (dtype=...): the float dtypes, and the integer/bool ones of
+# index arrays and labels
+CONVERTIBLE_DTYPES = FLOAT_DTYPES + ("int8", "int16", "int32", "int64", "uint8", "bool")
 COSTS = ("stable", "literal")
 GRAD_PATHS = ("manual", "autodiff")
+SEED_MAX = 2 ** 32 - 1  # NumPy's RandomState takes seeds in [0, 2**32 - 1]
 _KEY = re.compile(r"^([Wb])([1-9][0-9]*)$")
+# names a weight file can hold (a member "<name>.npy"): no path separators, no dunder names
+# (the file's own metadata), nothing a zip tool or a shell would mangle
+WEIGHT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 def dtype_name(x):
-    """'float32' for a NumPy/JAX float32 array and for torch.float32."""
-    return str(x.dtype).rsplit(".", 1)[-1]
+    """'float32' for a NumPy/JAX float32 array (either byte order) and for torch.float32."""
+    name = getattr(x.dtype, "name", None)
+    return name if isinstance(name, str) else str(x.dtype).rsplit(".", 1)[-1]
 
 
 def shape_of(x):
     return tuple(int(s) for s in x.shape)
 
 
+def array_label(x):
+    """A reader's name for the type of ``x``: numpy.ndarray, numpy.matrix,
+    numpy.ma.MaskedArray, torch.Tensor, jax.Array, list, ..."""
+    t = type(x)
+    mod = (t.__module__ or "").split(".")
+    if mod[0] in ("jax", "jaxlib"):
+        return "jax.Array"
+    if mod[0] == "numpy" and len(mod) > 1 and mod[1] == "ma":
+        return f"numpy.ma.{t.__name__}"
+    if mod[0] in ("numpy", "torch"):
+        return f"{mod[0]}.{t.__name__}"
+    return t.__name__ if mod[0] in ("builtins", "") else f"{mod[0]}.{t.__name__}"
+
+
+def _numpy_native(x):
+    # np.matrix redefines * and ** (matrix products) and keeps results 2-D; a masked
+    # array carries a mask every formula here would silently ignore: neither is accepted
+    return isinstance(x, np.ndarray) and not isinstance(x, (np.matrix, np.ma.MaskedArray))
+
+
 class Ops:
     """What validation needs from a backend. ``all_finite(x)`` -> bool or None (unknown);
-    ``host(x)`` -> a NumPy array or None (unknown)."""
+    ``host(x)`` -> a NumPy array or None (unknown); ``native(x)`` -> whether x is this
+    backend's array type (``array_kind`` names it in messages); ``devices()`` -> the
+    device names usable now, ``devices_known`` those the backend has at all;
+    ``device_name(d)`` -> the name of a device argument ("cuda:0" -> "cuda")."""
 
-    def __init__(self, all_finite, host, dtype_name=dtype_name):
+    def __init__(self, all_finite, host, dtype_name=dtype_name, backend="numpy",
+                 array_kind="numpy.ndarray", native=_numpy_native, devices=lambda: ("cpu",),
+                 devices_known=("cpu",), device_name=None):
         self.all_finite, self.host, self.dtype_name = all_finite, host, dtype_name
+        self.backend, self.array_kind, self.native = backend, array_kind, native
+        self.devices, self.devices_known = devices, tuple(devices_known)
+        self.device_name = device_name or _device_name
+
+
+def _device_name(device):
+    return device.split(":", 1)[0] if isinstance(device, str) else None
 
 
 NUMPY_OPS = Ops(all_finite=lambda x: bool(np.all(np.isfinite(x))), host=np.asarray)
@@ -99,26 +141,100 @@ def check_initializer(init):
         raise ValueError(f"unknown initializer {init!r}; expected one of {', '.join(INITIALIZERS)}")
 
 
-def check_dtype_arg(dtype):
-    """The ``dtype=`` argument of initialize_network: a float dtype (any spelling)."""
+def dtype_arg_name(dtype):
+    """The name of a dtype argument in any spelling: "float32", np.float32,
+    np.dtype("float32"), torch.float32, jnp.float32 -> "float32" (else its best name)."""
     name = str(dtype).rsplit(".", 1)[-1]
     if isinstance(dtype, type):
         name = dtype.__name__
-    if name not in FLOAT_DTYPES:
+    if name not in CONVERTIBLE_DTYPES:
         try:
             name = np.dtype(dtype).name
-        except TypeError:
+        except (TypeError, ValueError):
             pass
+    return name
+
+
+def check_dtype_arg(dtype):
+    """The ``dtype=`` argument of initialize_network: a float dtype (any spelling)."""
+    name = dtype_arg_name(dtype)
     if name not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be a floating-point dtype ({', '.join(FLOAT_DTYPES)}), "
                         f"got {name}")
 
 
+def check_conversion_dtype(dtype):
+    """from_numpy's ``dtype=``: None (keep the array's) or one of CONVERTIBLE_DTYPES."""
+    if dtype is None:
+        return
+    name = dtype_arg_name(dtype)
+    if name not in CONVERTIBLE_DTYPES:
+        raise TypeError(f"dtype must be None or one of {', '.join(CONVERTIBLE_DTYPES)}, "
+                        f"got {name}")
+
+
+def check_seed(seed, name="seed"):
+    """A seed of NumPy's RandomState: an integer in [0, 2**32 - 1]. None is refused: it
+    would draw from the operating system, and every call would give other numbers."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"{name} must be an integer in [0, 2**32 - 1], got {seed!r}")
+
+
+def check_device(device, ops):
+    """``device`` names a device this backend has (ValueError "unknown device") and that
+    is present on this machine (ValueError "not available")."""
+    name = ops.device_name(device)
+    if name not in ops.devices_known:
+        raise ValueError(f"unknown device {device!r}; the {ops.backend} backend has "
+                         f"{', '.join(ops.devices_known)}")
+    here = ops.devices()
+    if name not in here:
+        raise ValueError(f"device {device!r} is not available on this machine; the "
+                         f"{ops.backend} backend has {', '.join(here)} here")
+
+
+def check_path(path, name="path"):
+    import os
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
+    if os.fspath(path) == "":
+        raise ValueError(f"{name} is empty")
+
+
+def check_step_index(k, ops):
+    """learning_rate_at's k: a non-negative integer (or a 0-d integer array, e.g. JAX's
+    state["t"]); a traced one is accepted unseen."""
+    value = None
+    if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+        value = int(k)
+    elif hasattr(k, "shape") and hasattr(k, "dtype") and len(k.shape) == 0 and \
+            ops.dtype_name(k).startswith(("int", "uint")):
+        host = ops.host(k) if ops.native(k) else np.asarray(k)
+        if host is None:
+            return
+        value = int(host)
+    if value is None or value < 0:
+        raise ValueError(f"k must be a non-negative integer (the update number), got {k!r}")
+
+
 # ---------------------------------------------------------------- arrays
+
+def check_native(name, x, ops):
+    """The documented TypeError for an array of another framework (or a NumPy matrix /
+    masked array): every backend computes on its own arrays only."""
+    if ops.native(x):
+        return
+    hint = ("fill its masked entries first: x.filled(value)"
+            if isinstance(x, np.ma.MaskedArray) else "convert it with from_numpy")
+    raise TypeError(f"{name} is a {array_label(x)}; the {ops.backend} backend takes "
+                    f"{ops.array_kind} only ({hint}; nothing is converted implicitly)")
+
 
 def check_array(name, x, ops, ndim=2):
     if not (hasattr(x, "shape") and hasattr(x, "dtype")):
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+    check_native(name, x, ops)
     dt = ops.dtype_name(x)
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"{name} has dtype {dt}; expected a floating-point dtype "
@@ -264,12 +380,19 @@ def check_cache(cache, parameters, L, m, ops, keys=None):
                              "(was it computed from these parameters and X?)")
 
 
-def check_prediction_pair(A, Y, output, ops, name="AL", labels=True):
-    """cross_entropy(AL, Y) / compute_cost(A2, Y): A and Y float, same shape, m >= 1."""
+def check_prediction_pair(A, Y, output, ops, name="AL", labels=True, probabilities=False):
+    """cross_entropy(AL, Y) / compute_cost(A2, Y): A and Y float, same shape, m >= 1;
+    with ``probabilities`` A's values in [0, 1] (the literal costs take log A and
+    log(1 - A): outside [0, 1] they return nan, silently)."""
     dt = check_array(name, A, ops)
     if shape_of(A)[1] == 0:
         raise ValueError(f"{name} has shape {shape_of(A)}: no examples (m = 0)")
     check_Y(Y, shape_of(A), dt, output, ops, labels, against=f"the shape of {name}")
+    if probabilities:
+        Ah = ops.host(A)
+        if Ah is not None and not np.all((np.asarray(Ah) >= 0) & (np.asarray(Ah) <= 1)):
+            raise ValueError(f"{name} must hold probabilities in [0, 1] (found values outside "
+                             "[0, 1], or nan); pass the output activation's values, not logits")
 
 
 def check_grads(grads, parameters, ops):
@@ -331,7 +454,7 @@ def _v_autodiff(a, ops):
 
 def _v_cross_entropy(a, ops):
     check_names(output=a["output"])
-    check_prediction_pair(a["AL"], a["Y"], a["output"], ops, "AL")
+    check_prediction_pair(a["AL"], a["Y"], a["output"], ops, "AL", probabilities=True)
 
 
 def _v_cross_entropy_from_logits(a, ops):
@@ -358,11 +481,25 @@ def _v_train_step(a, ops):
     check_state(a["state"], a["parameters"], a["optimizer"], ops)
 
 
+def check_epoch_seeds(seed, num_epochs):
+    """Epoch e shuffles with RandomState(seed + e): the last one must still be a seed."""
+    check_seed(seed)
+    if seed + max(int(num_epochs) - 1, 0) > SEED_MAX:
+        raise ValueError(f"seed + num_epochs - 1 must be at most 2**32 - 1 (epoch e shuffles "
+                         f"with seed + e), got seed {seed} and {num_epochs} epochs")
+
+
 def _v_train(a, ops):
     check_names(a["hidden"], a["output"], a["cost"])
     check_optimizer(a["optimizer"])
     check_count("num_epochs", a["num_epochs"], 0)
     check_batch_size(a["batch_size"])
+    check_epoch_seeds(a["seed"], a["num_epochs"])
+    if a["callback"] is not None and not callable(a["callback"]):
+        raise TypeError(f"callback must be callable (k, cost, grads) or None, got "
+                        f"{type(a['callback']).__name__}")
+    if not isinstance(a["check_finite"], bool):
+        raise TypeError(f"check_finite must be True or False, got {a['check_finite']!r}")
     check_data(a["parameters"], a["X"], a["Y"], a["output"], ops, finite=a["check_finite"])
 
 
@@ -376,7 +513,10 @@ def _v_train_scan(a, ops):
 def _v_initialize_network(a, ops):
     check_layer_dims(a["layer_dims"])
     check_initializer(a["init"])
+    check_seed(a["seed"])
     check_dtype_arg(a["dtype"])
+    if "device" in a:  # the mirrors' extra argument
+        check_device(a["device"], ops)
 
 
 def _v_predict(a, ops):
@@ -398,7 +538,7 @@ def _v_forward_propagation(a, ops):
 
 
 def _v_compute_cost(a, ops):
-    check_prediction_pair(a["A2"], a["Y"], "sigmoid", ops, "A2")
+    check_prediction_pair(a["A2"], a["Y"], "sigmoid", ops, "A2", probabilities=True)
 
 
 def _v_backward_propagation(a, ops):
@@ -438,6 +578,139 @@ def _v_article_predict(a, ops):
     check_data(a["parameters"], a["X"], None, "sigmoid", ops, num_layers=2)
 
 
+def _v_initialize_parameters(a, ops):
+    for k in ("n_x", "n_h", "n_y"):
+        check_count(k, a[k], 1)
+    if "dtype" in a:  # torch's extra arguments (model follows the data's dtype/device)
+        check_dtype_arg(a["dtype"])
+    if "device" in a:
+        check_device(a["device"], ops)
+
+
+def _v_layer_sizes(a, ops):
+    check_array("X", a["X"], ops)
+    check_array("Y", a["Y"], ops)
+    check_count("n_h", a["n_h"], 1)
+
+
+def _v_sigmoid(a, ops):
+    check_array("Z", a["Z"], ops, ndim=None)
+
+
+def _v_activation(a, ops):
+    check_activation(a["name"], HIDDEN_ACTIVATIONS + ("softmax",))
+    check_array("z", a["z"], ops, ndim=None)
+
+
+def _v_activation_grad(a, ops):
+    check_names(hidden=a["name"])
+    check_array("z", a["z"], ops, ndim=None)
+    check_array("a", a["a"], ops, ndim=None)
+    if shape_of(a["z"]) != shape_of(a["a"]):
+        raise ValueError(f"a has shape {shape_of(a['a'])}, expected the shape of z = "
+                         f"{shape_of(a['z'])} (a = g(z))")
+    if ops.dtype_name(a["z"]) != ops.dtype_name(a["a"]):
+        raise TypeError(f"a has dtype {ops.dtype_name(a['a'])} but z has "
+                        f"{ops.dtype_name(a['z'])}")
+
+
+def _v_softmax(a, ops):
+    check_array("z", a["z"], ops, ndim=None)
+
+
+def _v_gradient_norms(a, ops):
+    grads = a["grads"]
+    if not isinstance(grads, dict):
+        raise TypeError(f"grads must be a dict of arrays, got {type(grads).__name__}")
+    for k, v in grads.items():
+        if str(k)[:2] in ("dW", "db"):
+            check_array(f"grads: {k}", v, ops, ndim=None)
+
+
+def _v_num_layers(a, ops):
+    check_parameters(a["parameters"], ops, finite=False)
+
+
+def _v_learning_rate_at(a, ops):
+    check_optimizer(a["optimizer"])
+    check_step_index(a["k"], ops)
+
+
+def _check_tree_dict(d, name="d"):
+    if not isinstance(d, dict):
+        raise TypeError(f"{name} must be a dict of arrays, got {type(d).__name__}")
+
+
+def _check_convertible(name, x):
+    """from_numpy's input: anything NumPy turns into a numeric array, but not a masked
+    array (np.array would drop its mask without a word)."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a numpy.ma.MaskedArray; from_numpy would drop its mask "
+                        "(fill its masked entries first: x.filled(value))")
+    dt = dtype_name(x) if hasattr(x, "dtype") else np.asarray(x).dtype.name
+    if dt not in CONVERTIBLE_DTYPES and not dt.startswith(("int", "uint", "float", "complex")):
+        raise TypeError(f"{name} has dtype {dt}; from_numpy converts numeric arrays only "
+                        "(bool, integer, float or complex)")
+
+
+def _v_from_numpy(a, ops):
+    _check_convertible("x", a["x"])
+    check_conversion_dtype(a["dtype"])
+    check_device(a["device"], ops)
+
+
+def _v_tree_from_numpy(a, ops):
+    _check_tree_dict(a["d"])
+    for k, v in a["d"].items():
+        if not isinstance(v, (int, float)):
+            _check_convertible(f"d: {k}", v)
+    check_conversion_dtype(a["dtype"])
+    check_device(a["device"], ops)
+
+
+def _v_tree_to_numpy(a, ops):
+    _check_tree_dict(a["d"])
+
+
+def check_weights_to_save(parameters, ops):
+    """save_weights' dict: string names a file can hold (WEIGHT_NAME), float arrays of
+    this backend; checked before any file is created."""
+    if not isinstance(parameters, dict):
+        raise TypeError(f"parameters must be a dict of arrays, got {type(parameters).__name__}")
+    if not parameters:
+        raise ValueError("parameters: nothing to save (empty dict)")
+    for k, v in parameters.items():
+        if not isinstance(k, str):
+            raise TypeError(f"parameters: key {k!r} is a {type(k).__name__}; weight names "
+                            "must be strings")
+        if not WEIGHT_NAME.match(k):
+            raise ValueError(f"parameters: key {k!r} is not a weight name (a letter, then "
+                             "letters, digits or _, at most 64 characters)")
+        check_array(f"parameters: {k}", v, ops, ndim=None)
+
+
+def _v_save_weights(a, ops):
+    check_path(a["path"])
+    check_weights_to_save(a["parameters"], ops)
+
+
+def _v_load_weights(a, ops):
+    check_path(a["path"])
+    if a["dtype"] is not None:
+        check_dtype_arg(a["dtype"])
+    check_device(a["device"], ops)
+    if a["layer_dims"] is not None:
+        check_layer_dims(a["layer_dims"])
+
+
+def _v_batch_order(a, ops):
+    # m = 0 and bad batch sizes are batch_order's own messages (reference.data)
+    check_count("m", a["m"], 0)
+    check_seed(a["seed"])
+    check_count("epoch", a["epoch"], 0)
+    check_seed(a["seed"] + a["epoch"], "seed + epoch")
+
+
 VALIDATORS = {
     "network_forward": _v_network_forward,
     "network_backward": _v_network_backward,
@@ -459,6 +732,21 @@ VALIDATORS = {
     "optimize": _v_optimize,
     "model": _v_model,
     "predict": _v_article_predict,
+    "initialize_parameters": _v_initialize_parameters,
+    "layer_sizes": _v_layer_sizes,
+    "sigmoid": _v_sigmoid,
+    "activation": _v_activation,
+    "activation_grad": _v_activation_grad,
+    "softmax": _v_softmax,
+    "gradient_norms": _v_gradient_norms,
+    "num_layers": _v_num_layers,
+    "learning_rate_at": _v_learning_rate_at,
+    "from_numpy": _v_from_numpy,
+    "tree_from_numpy": _v_tree_from_numpy,
+    "tree_to_numpy": _v_tree_to_numpy,
+    "save_weights": _v_save_weights,
+    "load_weights": _v_load_weights,
+    "batch_order": _v_batch_order,
 }
 
 

@@ -1,13 +1,24 @@
 """Bad input is rejected identically by every backend: the same exception type and the
-same message (docs/errors.md), computed from the reference and compared. Plus
-NonFiniteError on a diverging run (and check_finite=False) on all three backends."""
+same message (docs/errors.md), computed from the reference and compared (CASES). Where a
+message must name the backend (another framework's array, a device), every backend's
+message has the same shape (PER_BACKEND). Plus: every public function is validated,
+Optimizer checks its hyper-parameters, conversions out are copies, learning_rate_at is
+a Python float, NonFiniteError on a diverging run, and docs/bad_inputs.md is current."""
+import os
+import sys
+import tempfile
+import warnings
+
 import numpy as np
 import pytest
 
-from netparity.backends import get_backend
+from netparity.backends import REGISTRY, available_backends, get_backend
 
 R = get_backend("numpy")
-BACKENDS = ["numpy", "torch", "jax"]
+BACKENDS = available_backends()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# never created: every call using it is refused before a file is touched
+NEVER_WRITTEN = os.path.join(tempfile.gettempdir(), "netparity-test-never-written.npz")
 
 
 def data(output="sigmoid", m=10, n_x=2, n_h=3, n_y=None):
@@ -175,7 +186,175 @@ CASES = [
      lambda B, s: B.network_predict(s.P, s.arr(np.ones((2, 4), dtype=np.int32)))),
     ("backward-prop-cache", ValueError, "cache: A1 has shape",
      lambda B, s: B.backward_propagation(s.P, with_(s.cache, A1=s.arr(np.ones((3, 4)))), s.X, s.Y)),
+    # functions that had no validation (issue 12, item 18)
+    ("sigmoid-int", TypeError, "Z has dtype int64; expected a floating-point dtype",
+     lambda B, s: B.sigmoid(s.arr(np.ones((1, 3), dtype=np.int64)))),
+    ("activation-int", TypeError, "z has dtype int64",
+     lambda B, s: B.activation("tanh", s.arr(np.ones((2, 3), dtype=np.int64)))),
+    ("activation-grad-shapes", ValueError, "a has shape (2, 2), expected the shape of z = (2, 3)",
+     lambda B, s: B.activation_grad("tanh", s.arr(np.ones((2, 3))), s.arr(np.ones((2, 2))))),
+    ("softmax-list", TypeError, "z must be an array, got list",
+     lambda B, s: B.softmax([[1.0], [2.0]])),
+    ("gradient-norms-list", TypeError, "grads must be a dict of arrays, got list",
+     lambda B, s: B.gradient_norms([1.0, 2.0])),
+    ("gradient-norms-int", TypeError, "grads: dW1 has dtype int64",
+     lambda B, s: B.gradient_norms({"dW1": s.arr(np.ones((3, 2), dtype=np.int64))})),
+    ("num-layers-list", TypeError, "parameters must be a dict of arrays, got list",
+     lambda B, s: B.num_layers([s.P["W1"]])),
+    ("from-numpy-strings", TypeError, "x has dtype str32; from_numpy converts numeric arrays only",
+     lambda B, s: B.from_numpy(np.array(["a", "b"]))),
+    ("from-numpy-masked", TypeError, "from_numpy would drop its mask",
+     lambda B, s: B.from_numpy(np.ma.masked_array([1.0, 2.0], mask=[0, 1]))),
+    ("from-numpy-unknown-dtype", TypeError, "dtype must be None or one of",
+     lambda B, s: B.from_numpy(s.Xn, "float8")),
+    ("tree-from-numpy-list", TypeError, "d must be a dict of arrays, got list",
+     lambda B, s: B.tree_from_numpy([s.Xn])),
+    ("learning-rate-at-negative", ValueError, "k must be a non-negative integer (the update number), got -1",
+     lambda B, s: B.learning_rate_at(s.opt, -1)),
+    ("learning-rate-at-float", ValueError, "k must be a non-negative integer",
+     lambda B, s: B.learning_rate_at(s.opt, 2.5)),
+    ("train-callback-not-callable", TypeError, "callback must be callable",
+     lambda B, s: B.train(s.P, s.X, s.Y, callback=5)),
+    # seeds (item 21): None would draw from the operating system
+    ("init-seed-none", ValueError, "seed must be an integer in [0, 2**32 - 1], got None",
+     lambda B, s: B.initialize_network([2, 3, 1], seed=None)),
+    ("init-seed-negative", ValueError, "seed must be an integer in [0, 2**32 - 1], got -1",
+     lambda B, s: B.initialize_network([2, 3, 1], seed=-1)),
+    ("init-seed-2**32", ValueError, "got 4294967296",
+     lambda B, s: B.initialize_network([2, 3, 1], seed=2 ** 32)),
+    ("train-seed-none", ValueError, "seed must be an integer in [0, 2**32 - 1], got None",
+     lambda B, s: B.train(s.P, s.X, s.Y, batch_size=5, seed=None)),
+    ("train-seed-plus-epochs", ValueError, "seed + num_epochs - 1 must be at most 2**32 - 1",
+     lambda B, s: B.train(s.P, s.X, s.Y, num_epochs=3, seed=2 ** 32 - 2)),
+    ("batch-order-seed-none", ValueError, "seed must be an integer in [0, 2**32 - 1], got None",
+     lambda B, s: B.batch_order(10, 3, seed=None)),
+    # the article API (item 23)
+    ("compute-cost-above-1", ValueError, "A2 must hold probabilities in [0, 1]",
+     lambda B, s: B.compute_cost(s.arr(np.full((1, 10), 1.5)), s.Y)),
+    ("compute-cost-logits", ValueError, "pass the output activation's values, not logits",
+     lambda B, s: B.compute_cost(s.arr(np.linspace(-3, 3, 10)[None, :]), s.Y)),
+    ("cross-entropy-negative", ValueError, "AL must hold probabilities in [0, 1]",
+     lambda B, s: B.cross_entropy(s.arr(s.Yn - 0.5), s.Y)),
+    ("init-params-zero", ValueError, "n_x must be a positive integer, got 0",
+     lambda B, s: B.initialize_parameters(0, 4, 1)),
+    ("init-params-negative", ValueError, "n_x must be a positive integer, got -1",
+     lambda B, s: B.initialize_parameters(-1, 4, 1)),
+    ("init-params-float", ValueError, "n_h must be a positive integer, got 4.0",
+     lambda B, s: B.initialize_parameters(2, 4.0, 1)),
+    ("layer-sizes-n_h-zero", ValueError, "n_h must be a positive integer, got 0",
+     lambda B, s: B.layer_sizes(s.X, s.Y, 0)),
+    # Optimizer's hyper-parameters (item 17): one class, checked at construction
+    ("optimizer-exponential-negative-rate", ValueError,
+     "decay_rate must be a positive finite number for the 'exponential' schedule, got -0.5",
+     lambda B, s: B.Optimizer("gd", 0.1, schedule="exponential", decay_rate=-0.5)),
+    ("optimizer-inverse-time-negative-rate", ValueError,
+     "decay_rate must be a positive finite number for the 'inverse_time' schedule",
+     lambda B, s: B.Optimizer("gd", 0.1, schedule="inverse_time", decay_rate=-1.0)),
+    ("optimizer-step-zero-rate", ValueError, "for the 'step' schedule, got 0",
+     lambda B, s: B.Optimizer("gd", 0.1, schedule="step", decay_rate=0)),
+    ("optimizer-lr-bool", ValueError, "learning_rate must be a positive finite number, got True",
+     lambda B, s: B.Optimizer("gd", True)),
+    ("optimizer-epsilon-negative", ValueError, "epsilon must be a positive finite number, got -1",
+     lambda B, s: B.Optimizer("adam", 0.01, epsilon=-1)),
+    ("optimizer-beta-str", ValueError, "beta must be a number in [0, 1), got '0.9'",
+     lambda B, s: B.Optimizer("momentum", 0.1, beta="0.9")),
+    ("optimizer-beta2-one", ValueError, "beta2 must be a number in [0, 1), got 1",
+     lambda B, s: B.Optimizer("adam", 0.01, beta2=1)),
+    ("optimizer-decay-steps-float", ValueError, "decay_steps must be a positive integer, got 2.0",
+     lambda B, s: B.Optimizer("gd", 0.1, schedule="step", decay_steps=2.0)),
+    ("optimizer-momentum-form", ValueError, "unknown momentum_form 'nesterov'",
+     lambda B, s: B.Optimizer("momentum", 0.1, momentum_form="nesterov")),
+    # weight files: checked before a file is touched (items 12, 13)
+    ("save-weights-int-key", TypeError, "parameters: key 1 is a int; weight names must be strings",
+     lambda B, s: B.save_weights(NEVER_WRITTEN, {1: s.P["W1"]})),
+    ("save-weights-reserved-key", ValueError, "parameters: key '__format__' is not a weight name",
+     lambda B, s: B.save_weights(NEVER_WRITTEN, {"__format__": s.P["W1"]})),
+    ("save-weights-int-array", TypeError, "parameters: W1 has dtype int64",
+     lambda B, s: B.save_weights(NEVER_WRITTEN, {"W1": s.arr(np.ones((2, 2), dtype=np.int64))})),
+    ("save-weights-empty-path", ValueError, "path is empty",
+     lambda B, s: B.save_weights("", s.P)),
+    ("load-weights-bad-layer-dims", ValueError, "layer_dims must be a sequence of at least 2",
+     lambda B, s: B.load_weights(NEVER_WRITTEN, layer_dims=[2, 0, 1])),
 ]
+
+
+def array_label(x):
+    """How the documented message names the type of x (numpy.ndarray, numpy.matrix,
+    numpy.ma.MaskedArray, torch.Tensor, jax.Array)."""
+    if isinstance(x, np.ma.MaskedArray):
+        return "numpy.ma.MaskedArray"
+    top = type(x).__module__.split(".")[0]
+    return "jax.Array" if top in ("jax", "jaxlib") else f"{top}.{type(x).__name__}"
+
+
+def own_array(B):
+    return B.from_numpy(np.zeros((2, 3)))
+
+
+def foreign_array(B, x):
+    """``x`` as another framework's array: a NumPy array for the mirrors, and for NumPy
+    the first other registered backend's (the commonest mix-ups)."""
+    others = [b for b in BACKENDS if b != B.NAME]
+    if B.NAME != "numpy":
+        return np.array(x)
+    if not others:
+        pytest.skip("no other backend here to mix with NumPy")
+    return get_backend(others[0]).from_numpy(x)
+
+
+def foreign_message(name, x, B):
+    return (f"{name} is a {array_label(x)}; the {B.NAME} backend takes "
+            f"{array_label(own_array(B))} only (convert it with from_numpy; nothing is "
+            "converted implicitly)")
+
+
+def _foreign_X(B, s):
+    bad = foreign_array(B, s.Xn)
+    return "X", bad, lambda: B.network_forward(bad, s.P)
+
+
+def _foreign_Y_in_train(B, s):
+    bad = foreign_array(B, s.Yn)
+    return "Y", bad, lambda: B.train(s.P, s.X, bad)
+
+
+def _foreign_parameter(B, s):
+    bad = foreign_array(B, s.Pn["W1"])
+    return "parameters: W1", bad, lambda: B.network_forward(s.X, with_(s.P, W1=bad))
+
+
+def _numpy_matrix_X(B, s):
+    with warnings.catch_warnings():  # np.matrix itself warns that it should not be used
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        bad = np.asmatrix(s.Xn)
+    return "X", bad, lambda: B.network_forward(bad, s.P)
+
+
+def _masked_X(B, s):
+    bad = np.ma.masked_array(s.Xn, mask=s.Xn > 1)
+    return "X", bad, lambda: B.network_forward(bad, s.P)
+
+
+# messages that must name the backend (issue 12, items 19, 20): one shape on every
+# backend, the TypeError of foreign_message; (id, make(B, inputs) -> (name, bad value, call))
+PER_BACKEND = [("foreign-X", _foreign_X), ("foreign-Y-train", _foreign_Y_in_train),
+               ("foreign-parameter", _foreign_parameter), ("numpy-matrix-X", _numpy_matrix_X),
+               ("masked-X", _masked_X)]
+
+
+def per_backend_outcome(backend_name, make):
+    """(raised type, message, the documented message) of a PER_BACKEND case."""
+    B = get_backend(backend_name)
+    name, bad, call = make(B, In(B))
+    want = foreign_message(name, bad, B)
+    if isinstance(bad, np.ma.MaskedArray):
+        want = want.replace("convert it with from_numpy",
+                            "fill its masked entries first: x.filled(value)")
+    try:
+        call()
+    except (TypeError, ValueError) as e:
+        return type(e), str(e), want
+    return None, None, want
 
 
 def outcome(backend_name, call):
@@ -259,3 +438,131 @@ def test_jit_paths_validate_shapes_not_values():
         f(J.from_numpy(s.Xn.T), s.P)
     step = J.make_train_step("tanh", "sigmoid", s.opt, compiled=True)
     step(s.P, s.state, s.X, s.Y)
+
+
+# ------------------------------------------------------------------ issue 12: the classes
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make", [m for _, m in PER_BACKEND], ids=[n for n, _ in PER_BACKEND])
+def test_one_message_shape_for_another_frameworks_array(make, backend):
+    """Items 19, 20: an array of another framework (or a NumPy matrix / masked array) is
+    the documented TypeError on every backend, naming what it got and what it takes."""
+    got_type, got_msg, want = per_backend_outcome(backend, make)
+    assert (got_type, got_msg) == (TypeError, want)
+
+
+@pytest.mark.parametrize("source, callee", [(a, b) for a in BACKENDS for b in BACKENDS if a != b])
+def test_every_pair_of_frameworks_is_refused(source, callee):
+    """Item 19, every ordered pair: X from ``source`` into ``callee``'s forward pass."""
+    A, B = get_backend(source), get_backend(callee)
+    s = In(B)
+    X = A.from_numpy(s.Xn)
+    with pytest.raises(TypeError) as e:
+        B.network_forward(X, s.P)
+    assert str(e.value) == foreign_message("X", X, B)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("call", [
+    lambda B: B.from_numpy(np.zeros(2), None, "bogus"),
+    lambda B: B.tree_from_numpy({"W1": np.zeros((1, 1))}, None, "bogus"),
+    lambda B: B.load_weights(NEVER_WRITTEN, None, "bogus"),
+], ids=["from_numpy", "tree_from_numpy", "load_weights"])
+def test_unknown_device_same_shape_everywhere(call, backend):
+    """Item 18: a device name the backend does not have is one ValueError shape (torch
+    used to raise RuntimeError, NumPy and JAX two different ValueErrors)."""
+    B = get_backend(backend)
+    with pytest.raises(ValueError) as e:
+        call(B)
+    msg = str(e.value)
+    head = f"unknown device 'bogus'; the {backend} backend has "
+    assert msg.startswith(head), msg
+    assert msg[len(head):].split(", ")[0] == "cpu" and "cpu" in B.devices()
+
+
+PUBLIC_EXEMPT = {
+    "devices": "takes no argument",
+    "compile_status": "takes no argument",
+    "load_planar_dataset": "reference.data: no required argument, returns NumPy data",
+    "load_dataset": "reference.data: checks its name itself, returns NumPy data",
+    "one_hot": "reference.data: a helper on NumPy label vectors",
+    "to_numpy": "the way out: any array-like in, a NumPy copy out",
+    "Optimizer": "a class: checks every hyper-parameter in __post_init__",
+    "NonFiniteError": "an exception class",
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_public_function_validates_its_input(backend):
+    """Item 18, the class: every public function of the flat API runs the shared checks
+    (it is a validate.guard_api wrapper), or is exempt for the stated reason."""
+    B = get_backend(backend)
+    unchecked = []
+    for name in dir(B):
+        obj = getattr(B, name)
+        if name.startswith("_") or not callable(obj) or type(obj).__name__ == "module":
+            continue
+        if getattr(obj, "unvalidated", None) is None and name not in PUBLIC_EXEMPT:
+            unchecked.append(name)
+    assert unchecked == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conversions_out_are_copies(backend):
+    """Item 22: writing into what to_numpy / tree_to_numpy returned never changes the
+    backend's arrays (NumPy and torch used to return views)."""
+    B = get_backend(backend)
+    P = B.tree_from_numpy(R.initialize_network([2, 3, 1], "xavier"))
+    before = float(np.asarray(B.to_numpy(P["W1"]))[0, 0])
+    out = B.tree_to_numpy(P)
+    out["W1"][0, 0] = 123.0
+    one = B.to_numpy(P["b1"])
+    one[...] = 7.0
+    assert float(np.asarray(B.to_numpy(P["W1"]))[0, 0]) == before != 123.0
+    assert np.all(np.asarray(B.to_numpy(P["b1"])) == 0.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("schedule", ["constant", "inverse_time", "exponential", "step"])
+def test_learning_rate_at_is_a_python_float(schedule, backend):
+    """Item 24: a Python float on every backend (JAX's used to be a jax array), equal to
+    the reference's; JAX's exponential rate is XLA's pow of a fractional exponent, within
+    5e-14 relative of libm's (the bound stated in jax_impl/optim.py)."""
+    B = get_backend(backend)
+    opt = R.Optimizer("gd", 0.3, schedule=schedule, decay_rate=0.7, decay_steps=3)
+    for k in (0, 1, 7, 100):
+        got, want = B.learning_rate_at(opt, k), R.learning_rate_at(opt, k)
+        assert type(got) is float
+        if schedule == "exponential":
+            assert got == pytest.approx(want, rel=5e-14, abs=0)
+        else:
+            assert got == want
+
+
+def test_optimizer_stores_python_floats_so_float32_stays_float32():
+    """Item 17: a NumPy float64 hyper-parameter is stored as a Python float: NumPy 2 lets a
+    np.float64 scalar promote a float32 array (NEP 50), a Python float never."""
+    opt = R.Optimizer("gd", np.float64(0.1))
+    assert type(opt.learning_rate) is float and opt == R.Optimizer("gd", 0.1)
+    P = R.tree_from_numpy(R.initialize_network([2, 3, 1]), "float32")
+    grads = {f"d{k}": np.ones_like(v) for k, v in P.items()}
+    new, _ = R.optimizer_step(P, grads, R.init_optimizer_state(P, opt), opt)
+    assert {v.dtype for v in new.values()} == {np.dtype(np.float32)}
+    np.testing.assert_array_equal(new["W1"], P["W1"] - np.float32(0.1))
+
+
+def test_bad_inputs_doc_is_current(tmp_path):
+    """docs/bad_inputs.md is what tools/bad_input_table.py generates now."""
+    missing = [b for b in REGISTRY if b not in BACKENDS]
+    if missing:
+        pytest.skip(f"the table has a column per registered backend; not importable here: {missing}")
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import bad_input_table
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "bad_inputs.md"
+    bad_input_table.main(["--out", str(out), "--quiet"])
+    with open(os.path.join(ROOT, "docs", "bad_inputs.md")) as f:
+        committed = f.read()
+    assert out.read_text() == committed, "docs/bad_inputs.md is stale: run python tools/bad_input_table.py"

@@ -24,9 +24,7 @@ from .backend import (GRAD_PATHS, devices, compile_status, from_numpy, to_numpy,
 
 # the reference's validation (reference/validate.py, docs/errors.md): same checks, same
 # messages; internal callers (train's loop, compiled steps) use the unvalidated functions
-import torch as _torch  # noqa: E402
-from reference.validate import Ops as _Ops, guard_api as _guard_api  # noqa: E402
-_OPS = _Ops(all_finite=lambda x: bool(_torch.isfinite(x).all()),
-            host=lambda x: x.detach().cpu().to(_torch.float64).numpy())
+from reference.validate import guard_api as _guard_api  # noqa: E402
+from .backend import OPS as _OPS  # noqa: E402
 globals().update(_guard_api(globals(), _OPS))
 from .idiomatic import Net, run_idiomatic  # noqa: E402,F401  the idiomatic nn.Module path

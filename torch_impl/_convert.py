@@ -16,24 +16,41 @@ def torch_dtype(dtype):
 
 def from_numpy(x, dtype=None, device="cpu"):
     """A new tensor (a copy, never sharing NumPy's memory) on ``device``; dtype None keeps
-    the array's. The cast is done by torch (round to nearest, like NumPy's astype)."""
-    t = torch.from_numpy(np.array(x, copy=True))
+    the array's. The cast is done by torch (round to nearest, like NumPy's astype).
+    An ml_dtypes bfloat16 array (what to_numpy returns for bfloat16) becomes a bfloat16
+    tensor bit for bit."""
+    a = np.array(x, copy=True)
+    if a.dtype.name == "bfloat16":  # torch cannot import ml_dtypes' type: pass the bits
+        t = bfloat16_from_bits(a.view(np.uint16))
+    else:
+        t = torch.from_numpy(a)
     return t.to(device=device, dtype=torch_dtype(dtype) or t.dtype)
 
 
+def bfloat16_from_bits(bits):
+    """uint16 bit patterns (NumPy) -> a bfloat16 tensor with exactly those bits."""
+    return torch.from_numpy(np.ascontiguousarray(bits).view(np.int16)).view(torch.bfloat16)
+
+
+def bfloat16_bits(t):
+    """A bfloat16 tensor -> its uint16 bit patterns as a NumPy array (a copy)."""
+    return t.detach().cpu().contiguous().view(torch.int16).numpy().view(np.uint16).copy()
+
+
 def to_numpy(x):
+    """A NumPy copy (never a view of the tensor's memory: writing into it changes
+    nothing here). bfloat16 becomes ml_dtypes' bfloat16 (what jax_impl returns), or
+    float32 (exact) where ml_dtypes is not installed."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
         if x.dtype == torch.bfloat16:
-            # NumPy has no bfloat16 and torch will not export one: go through float32
-            # (exact) to ml_dtypes' bfloat16 (what jax_impl returns), or stay float32
             try:
                 import ml_dtypes
             except ImportError:
                 return x.float().numpy()
-            return x.float().numpy().astype(ml_dtypes.bfloat16)
-        return x.numpy()
-    return np.asarray(x)
+            return bfloat16_bits(x).view(ml_dtypes.bfloat16)
+        return x.numpy().copy()
+    return np.array(x, copy=True)
 
 
 def tree_from_numpy(d, dtype=None, device="cpu"):

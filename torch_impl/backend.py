@@ -4,8 +4,10 @@ import functools
 
 import torch
 
-import reference
-from ._convert import from_numpy, to_numpy, tree_from_numpy, tree_to_numpy, torch_dtype
+import reference.backend as _ref
+from reference.validate import Ops
+from ._convert import (bfloat16_bits, bfloat16_from_bits, from_numpy, to_numpy,
+                       tree_from_numpy, tree_to_numpy, torch_dtype)
 from .network import cost_and_autodiff_grads, cost_and_func_grads, network_backward, network_forward
 from .optim import apply_update, step_scalars
 from .training import COSTS, compute_stage_cost, train_step
@@ -15,6 +17,27 @@ GRAD_PATHS = ("manual", "autodiff")
 
 def devices():
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _device_name(device):
+    """"cuda:1" / torch.device("cuda", 1) -> "cuda"; None for what torch cannot parse."""
+    if isinstance(device, torch.device):
+        return device.type
+    if not isinstance(device, str):
+        return None
+    try:
+        return torch.device(device).type
+    except (RuntimeError, ValueError):
+        return None
+
+
+# what reference/validate.py needs to check torch inputs (same checks, same messages)
+OPS = Ops(all_finite=lambda x: bool(torch.isfinite(x).all()),
+          host=lambda x: x.detach().cpu().to(torch.float64).numpy(),
+          backend="torch", array_kind="torch.Tensor",
+          native=lambda x: isinstance(x, torch.Tensor),
+          devices=lambda: tuple(devices()), devices_known=("cpu", "cuda"),
+          device_name=_device_name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,10 +99,19 @@ def make_train_step(hidden, output, optimizer, cost="stable", grad_path="manual"
 
 
 def save_weights(path, parameters):
-    """reference.save_weights of the NumPy copies (same .npz format, atomic write)."""
-    reference.save_weights(path, tree_to_numpy(parameters))
+    """The reference's file format and writer (atomic, no pickle); bfloat16 tensors are
+    written as their bit patterns without going through NumPy (which has no bfloat16)."""
+    bf16 = [k for k, v in parameters.items() if v.dtype == torch.bfloat16]
+    arrays, _ = _ref.encode_weights({k: to_numpy(v) for k, v in parameters.items()
+                                     if k not in bf16})
+    arrays.update({k: bfloat16_bits(parameters[k]) for k in bf16})
+    _ref.write_weight_file(path, {k: arrays[k] for k in parameters}, bf16)
 
 
 def load_weights(path, dtype=None, device="cpu", layer_dims=None):
-    """reference.load_weights (validated, never unpickles), converted to tensors."""
-    return tree_from_numpy(reference.load_weights(path, layer_dims=layer_dims), dtype, device)
+    """The reference's reader (checked from the headers before any data is read, never
+    unpickles), converted to tensors; bfloat16 comes back as bfloat16 bit for bit."""
+    arrays, bf16 = _ref.read_weight_file(path, layer_dims)
+    tensors = {k: bfloat16_from_bits(v) if k in bf16 else torch.from_numpy(v)
+               for k, v in arrays.items()}
+    return {k: t.to(device=device, dtype=torch_dtype(dtype) or t.dtype) for k, t in tensors.items()}
