@@ -391,7 +391,8 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     p = subprocess.Popen([sys.executable, "-c", code, "train", "--iterations", "100000000",
                           "--print-every", "1000", "--no-progress"], cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                         env={**os.environ, "PYTHONUNBUFFERED": "1",
+                              "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])})
     try:
         assert p.stdout.readline().startswith("planar:")
         assert p.stdout.readline().startswith("Cost after iteration 0")  # training runs
