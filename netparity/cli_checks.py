@@ -227,6 +227,8 @@ def check_bench_args(args):
             raise UsageError("--render-only needs --json PATH (the saved run to render)")
         loaded[args.json] = check_benchmark_json(
             "--json", args.json, load_json_input("--json", args.json, BENCH_JSON_KEYS))
+    elif args.plots is not None and not given(args, "json"):
+        return loaded  # the JSON goes into the --plots folder, checked above (made if missing)
     else:
         check_output_file("--json", args.json)
     check_output_file("--json (its .md table)", os.path.splitext(args.json)[0] + ".md")

@@ -106,6 +106,8 @@ def run(args):
         if problem:
             raise UsageError(problem)
         size = "smoke" if args.smoke else "quick" if args.quick else "full"
+        if args.plots:
+            os.makedirs(args.plots, exist_ok=True)  # checked creatable; it holds the JSON too
         rc = run_suite(args, size)
         if rc not in (0, 5):
             return rc

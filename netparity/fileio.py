@@ -207,8 +207,7 @@ def atomic_write(path, mode="wb", encoding=None):
         raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', not {mode!r}")
     with _committed(path) as (fd, _):
         fd2 = os.dup(fd)  # the file object owns its own descriptor; _committed closes fd
-        with open(fd2, mode, encoding=encoding if mode == "w" else None,
-                  newline=None if mode == "w" else None) as f:
+        with open(fd2, mode, encoding=encoding if mode == "w" else None) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -260,8 +260,7 @@ def _read(path, layer_dims):
             shape, _, dtype, hlen = headers[k]
             ok, what = _member_kind(k, dtype, shape, bf16)
             if not ok:
-                shown = "float128" if dtype.kind == "f" and dtype.itemsize > 8 else dtype.name
-                raise _Bad(f"{k} has dtype {shown} ({dtype.str}); a weight file holds {what}")
+                raise _Bad(f"{k} has dtype {dtype.name} ({dtype.str}); a weight file holds {what}")
             nbytes = math.prod(shape) * dtype.itemsize
             if by_key[k].file_size != hlen + nbytes:
                 raise _Bad(f"{k} declares shape {shape} {dtype.name} ({nbytes} bytes) but its "

@@ -20,6 +20,7 @@ pay nothing; ``train``/``optimize`` check X and the parameters for nan/inf once,
 import functools
 import inspect
 import math
+import os
 import re
 
 import numpy as np
@@ -195,7 +196,6 @@ def check_device(device, ops):
 
 
 def check_path(path, name="path"):
-    import os
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
     if os.fspath(path) == "":

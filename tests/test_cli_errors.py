@@ -173,10 +173,10 @@ BAD += [(f"{cmd}{opt}-{kind}", (lambda cmd, opt, extra, where: lambda p: [cmd, *
 
 
 def _bench_run(tmp_path):
-    """A small saved run: the committed one's machine and its first rows."""
+    """A small saved run: the committed one's machine and its first three training-step rows."""
     with open(os.path.join(COMMITTED, "bench.json")) as f:
         data = json.load(f)
-    data["benchmarks"] = data["benchmarks"][:3]
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"].get("op") == "step"][:3]
     path = tmp_path / "run.json"
     path.write_text(json.dumps(data))
     return str(path)
@@ -266,6 +266,24 @@ def test_bench_default_outputs_stay_out_of_the_repository(monkeypatch, tmp_path,
     assert seen["cwd"] is not None and not _inside(seen["cwd"], ROOT)
     assert "no:cacheprovider" in seen["cmd"] and seen["env"].get("PYTHONDONTWRITEBYTECODE") == "1"
     assert _digest(COMMITTED) == committed
+
+
+def test_bench_json_defaults_into_a_new_plots_folder(monkeypatch, tmp_path, capsys):
+    """With --plots DIR (made if missing) and no --json, the JSON and table go into DIR."""
+    saved_run = open(_bench_run(tmp_path)).read()
+
+    def fake_call(cmd, cwd=None, env=None):
+        target = next(a.split("=", 1)[1] for a in cmd if a.startswith("--benchmark-json="))
+        with open(target, "w") as f:
+            f.write(saved_run)
+        return 0
+    monkeypatch.setattr(cmd_bench.subprocess, "call", fake_call)
+    plots = tmp_path / "new" / "plots"
+    rc, out, err = run_cli(["bench", "--smoke", "--plots", str(plots)], capsys)
+    assert rc == 0, err
+    assert sorted(os.listdir(plots)) == ["bench.json", "bench.md", "roofline.png", "speedup.png",
+                                         "time_vs_size.png"]
+    assert json.load(open(plots / "bench.json")) == json.loads(saved_run)
 
 
 @pytest.mark.slow
@@ -373,7 +391,8 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     p = subprocess.Popen([sys.executable, "-c", code, "train", "--iterations", "100000000",
                           "--print-every", "1000", "--no-progress"], cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                         env={**os.environ, "PYTHONUNBUFFERED": "1",
+                              "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])})
     try:
         assert p.stdout.readline().startswith("planar:")
         assert p.stdout.readline().startswith("Cost after iteration 0")  # training runs

@@ -42,6 +42,7 @@ def to_numpy(x):
     nothing here). bfloat16 becomes ml_dtypes' bfloat16 (what jax_impl returns), or
     float32 (exact) where ml_dtypes is not installed."""
     if isinstance(x, torch.Tensor):
+        on_host = x.device.type == "cpu"
         x = x.detach().cpu()
         if x.dtype == torch.bfloat16:
             try:
@@ -49,7 +50,8 @@ def to_numpy(x):
             except ImportError:
                 return x.float().numpy()
             return bfloat16_bits(x).view(ml_dtypes.bfloat16)
-        return x.numpy().copy()
+        # a CPU tensor's .numpy() shares its memory: copy; from a device, .cpu() was the copy
+        return x.numpy().copy() if on_host else x.numpy()
     return np.array(x, copy=True)
 
 
