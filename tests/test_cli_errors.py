@@ -22,6 +22,7 @@ import pytest
 
 import netparity.cmd_bench as cmd_bench
 import netparity.cmd_check as cmd_check
+import netparity.runner
 import netparity.cmd_report as cmd_report
 import netparity.cmd_train as cmd_train
 from netparity.backends import available_backends, get_backend
@@ -56,7 +57,7 @@ def no_work(monkeypatch):
     def work(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
     monkeypatch.setattr(cmd_train, "train_one", work)
-    monkeypatch.setattr(cmd_check, "run_cases", work)
+    monkeypatch.setattr(netparity.runner, "run_cases", work)  # check and report run cases here
     monkeypatch.setattr(cmd_report, "train_curves", work)
     monkeypatch.setattr(cmd_bench.subprocess, "call", work)  # the benchmark run
 
