@@ -33,6 +33,8 @@ class BackendSpec:
     tf32_devices   devices where a float32 matmul may run in TF32 (a separately bounded axis)
     slow_compile   its compiler takes seconds per graph (the default test run then compiles
                    only a few representative cases)
+    arrays         the array type it takes and returns ("torch.Tensor"); backends sharing
+                   one are not foreign to each other (the mixed-framework checks pair the others)
     mirror         part of the default slices of ``check``/``report``/tests (the reference is not:
                    it is what the mirrors are compared with)
     style          (colour, line style) of its curves in plots
@@ -44,6 +46,7 @@ class BackendSpec:
     missing_device: dict = field(default_factory=dict)
     tf32_devices: tuple = ()
     slow_compile: bool = False
+    arrays: str = "numpy.ndarray"
     mirror: bool = True
     style: tuple = ("#7f7f7f", "-.")
 
@@ -78,10 +81,11 @@ register(BackendSpec("numpy", "reference", paths=("manual",), mirror=False,
                      style=("#1f77b4", "-")))
 register(BackendSpec("torch", "torch_impl", paths=("manual", "autodiff", "compiled", "idiomatic"),
                      devices=("cpu", "cuda"), missing_device={"cuda": "no CUDA device"},
-                     tf32_devices=("cuda",), slow_compile=True, style=("#d62728", "--")))
+                     tf32_devices=("cuda",), slow_compile=True, arrays="torch.Tensor",
+                     style=("#d62728", "--")))
 register(BackendSpec("jax", "jax_impl", paths=("manual", "autodiff", "compiled", "idiomatic"),
                      devices=("cpu", "gpu"), missing_device={"gpu": "no JAX GPU device"},
-                     tf32_devices=("gpu",), style=("#2ca02c", ":")))
+                     tf32_devices=("gpu",), arrays="jax.Array", style=("#2ca02c", ":")))
 
 
 def backend_spec(name):
@@ -114,6 +118,10 @@ def available_backends():
 def mirrors():
     """Registered backends compared with the reference by default (importable or not)."""
     return [name for name, spec in REGISTRY.items() if spec.mirror]
+
+
+# the backends of this repository (the committed docs have a column each); plugins come after
+BUILTIN = tuple(REGISTRY)
 
 
 def _load_plugins():

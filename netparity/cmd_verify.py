@@ -7,7 +7,6 @@ it. Exit code 0 when every captured stage of every step is within bound, 1 when 
 not, 2 when the file or an option cannot be used.
 """
 import argparse
-import json
 import os
 import sys
 
@@ -64,8 +63,14 @@ def to_json(result):
 
 
 def run(args):
+    from netparity.cli_checks import check_output_file, check_positive
     from netparity.cmd_check import render
     from netparity.verify import VerifyInputError, verify
+    # arguments and the --json path before any work (exit 2)
+    check_positive("--steps", [args.steps] if args.steps is not None else [])
+    check_positive("--batch-size", [args.batch_size] if args.batch_size is not None else [])
+    if args.json is not None:
+        check_output_file("--json", args.json)
     try:
         opt = _optimizer(args)
         result = verify(args.file, steps=args.steps, dtype=args.dtype, batch_size=args.batch_size,
@@ -94,7 +99,7 @@ def run(args):
         for h in result.hints:
             print(f"  hint: {h}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(to_json(result), f, indent=1)
+        from netparity import fileio
+        fileio.write_json(args.json, to_json(result))   # atomic: never a truncated file
         print(f"results written to {args.json}")
     return 0 if result.ok else 1

@@ -94,6 +94,11 @@ def test_bad_files_and_options_exit_2(tmp_path, capsys):
     ok = os.path.join(EXAMPLES, "ok_torch_gd.py")
     assert main(["verify", ok, "--lr", "0.1"]) == 2
     assert "need --optimizer" in capsys.readouterr().err
+    # refused before any work: a --json that cannot be written, a non-positive count
+    assert main(["verify", ok, "--json", str(tmp_path / "no" / "such" / "dir" / "v.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["verify", ok, "--steps", "0"]) == 2
+    assert "--steps must be a positive integer" in capsys.readouterr().err
 
 
 def test_naming_the_reference_optimizer_turns_a_pass_into_a_named_failure(capsys):

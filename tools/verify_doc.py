@@ -97,8 +97,8 @@ def main():
                   "```python", body, "```", "", f"`netparity verify examples/verify/{name}` prints:", "",
                   "```", out, "```", ""]
         print(f"{name}: exit {rc}", file=sys.stderr)
-    with open(os.path.join(ROOT, "docs", "verify.md"), "w") as f:
-        f.write("\n".join(parts))
+    from netparity import fileio
+    fileio.write_text(os.path.join(ROOT, "docs", "verify.md"), "\n".join(parts))
 
 
 if __name__ == "__main__":
