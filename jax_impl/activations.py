@@ -14,8 +14,7 @@ gives 0 and 0.01 (checked numerically with jax 0.10.2).
 import jax
 import jax.numpy as jnp
 
-from reference.activations import (LEAKY_SLOPE, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS,
-                                   check_activation)
+from reference.activations import (LEAKY_SLOPE, HIDDEN_ACTIVATIONS, check_activation)
 
 
 def sigmoid(z):

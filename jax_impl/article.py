@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 import reference.article as _ref
 
+from ._convert import tree_from_numpy
 from .activations import sigmoid as _sigmoid, tanh
 
 
@@ -23,7 +24,6 @@ def layer_sizes(X, Y, n_h=4):
 
 def initialize_parameters(n_x, n_h, n_y):
     """The reference's seed-1 draws (float64), as jax arrays on the cpu."""
-    from .backend import tree_from_numpy  # backend -> training -> network: import late
     return tree_from_numpy(_ref.initialize_parameters(n_x, n_h, n_y))
 
 

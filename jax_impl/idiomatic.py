@@ -48,11 +48,11 @@ from flax import nnx
 from reference.activations import (HIDDEN_ACTIVATIONS, LEAKY_SLOPE, OUTPUT_ACTIVATIONS,
                                    check_activation)
 from reference.optim import Optimizer
-from reference.training import COSTS
 
-from .backend import _device
+from ._convert import _device
 from .conventions import (dense_layers, leaf_path, optax_transform_for, reference_optimizer_for,
                           state_to_reference, tree_to_reference)
+from reference.costs import check_cost
 
 
 
@@ -161,8 +161,7 @@ def make_loss(output, cost="stable"):
                            -sum(y log p) / m, p = softmax(z)
     The same function object for the same arguments (a static argument of the jitted step)."""
     check_activation(output, OUTPUT_ACTIVATIONS)
-    if cost not in COSTS:
-        raise ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
+    check_cost(cost)
     return _LOSSES[(output, cost)]
 
 
@@ -330,8 +329,7 @@ def run_steps(model_or_apply, tx, loss_fn, parameters, X, Y, batches, output, *,
                         f"{type(model_or_apply).__name__}")
     layers = dense_layers(p)
     cost = cost or getattr(loss_fn, "cost", "stable")
-    if cost not in COSTS:
-        raise ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
+    check_cost(cost)
     other = "literal" if cost == "stable" else "stable"
     p = jax.device_put(p, dev)
     rest = jax.device_put(rest, dev) if rest is not None else None

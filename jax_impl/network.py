@@ -13,18 +13,17 @@ import jax.numpy as jnp
 import numpy as np
 
 import reference.network as _ref
-from reference.network import INITIALIZERS, num_layers
-from reference.training import COSTS
+from reference.network import num_layers
 
-from .activations import (activation, activation_grad, check_activation,
-                          HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS)
+from reference.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from ._convert import tree_from_numpy
+from .activations import activation, activation_grad, check_activation
 from .costs import cross_entropy, cross_entropy_from_logits
+from reference.costs import check_cost, unknown_cost
 
 
 def initialize_network(layer_dims, init="article", seed=1, dtype=np.float64, device="cpu"):
     """The reference's draws (``reference.initialize_network``) as jax arrays."""
-    # imported here: backend imports training, which imports this module
-    from .backend import tree_from_numpy
     return tree_from_numpy(_ref.initialize_network(layer_dims, init, seed, dtype),
                            device=device)
 
@@ -87,7 +86,7 @@ def _probed_cost(parameters, probes, X, Y, hidden, output, cost):
         return cross_entropy_from_logits(Z, Y, output)
     if cost == "literal":
         return cross_entropy(A, Y, output)
-    raise ValueError(f"unknown cost {cost!r}; expected one of stable, literal")
+    raise unknown_cost(cost)
 
 
 def cost_and_gradients_autodiff(parameters, X, Y, hidden="tanh", output="sigmoid",
@@ -95,8 +94,7 @@ def cost_and_gradients_autodiff(parameters, X, Y, hidden="tanh", output="sigmoid
     """(J, grads) with grads as in ``network_backward_autodiff``."""
     check_activation(hidden, HIDDEN_ACTIVATIONS)
     check_activation(output, OUTPUT_ACTIVATIONS)
-    if cost not in COSTS:
-        raise ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
+    check_cost(cost)
     J, grads = _cost_and_gradients(parameters, X, Y, hidden, output, cost)
     # jit returns dicts with sorted keys; restore network_backward's order
     return J, {k: grads[k] for k in _grad_keys(num_layers(parameters))}

@@ -9,8 +9,6 @@ functions also accept a Python int t (a state converted from the reference's).
 import jax
 import jax.numpy as jnp
 
-from reference.optim import OPTIMIZERS, SCHEDULES, Optimizer, parameter_names  # noqa: F401
-
 
 def init_optimizer_state(parameters, optimizer):
     """Zero buffers shaped like the parameters, plus the update counter t = 0."""

@@ -59,8 +59,8 @@ class BackendSpec:
         return self.missing_device.get(device, f"no {device} device") + " on this machine"
 
 
-REGISTRY = {}
-_import_errors = {}  # name -> None (imports) or the reason it does not; filled on first use
+REGISTRY: dict[str, BackendSpec] = {}
+_import_errors: dict[str, str | None] = {}  # name -> None (imports) or the reason it does not; filled on first use
 
 
 def register(spec):

@@ -386,13 +386,13 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
     else:
         # a reader wants the pictures and the headline numbers; the full table (one row
         # per benchmark, ~130) is there, folded
-        machine, full, summary = split_bench(bench_text or "")
+        machine, full, bench_summary = split_bench(bench_text or "")
         if machine:
             h += [md_table_to_html(machine)]
         h += ["<div class='grid'>"] + [img("bench_" + os.path.basename(p), os.path.basename(p))
                                        for p in bench_pngs] + ["</div>"]
-        if summary:
-            h += [md_table_to_html(summary)]
+        if bench_summary:
+            h += [md_table_to_html(bench_summary)]
         if full:
             n = sum(1 for line in full.splitlines() if line.startswith("| ")) - 1
             h += [f"<details><summary>Every benchmark ({n} rows)</summary>",

@@ -44,8 +44,8 @@ STALE_AFTER_S = 24 * 3600  # also covers writers on other machines (a shared fil
 _FATAL_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 _lock = threading.RLock()
-_live = set()        # temporary paths this process is writing now
-_saved = {}          # signum -> the handler we replaced (only while writes are in progress)
+_live: set[str] = set()      # temporary paths this process is writing now
+_saved: dict = {}       # signum -> the handler we replaced (only while writes are in progress)
 _depth = 0           # writes in progress that installed the handlers
 
 

@@ -40,7 +40,7 @@ class CaseResult:
     in stage order; or ``skipped`` with the reason it could not run here."""
     case: object
     comparisons: dict = field(default_factory=dict)
-    skipped: str = None
+    skipped: str | None = None
 
     @property
     def ran(self):

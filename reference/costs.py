@@ -14,9 +14,24 @@ stable   (from the logits Z, never nan for finite Z):
 
 Both return a 0-d array in the input dtype (``float(J)`` gives the Python scalar).
 """
+
 import numpy as np
 
 from .activations import check_activation, OUTPUT_ACTIVATIONS
+
+COSTS = ("stable", "literal")
+
+
+def unknown_cost(cost):
+    """The one error for a cost name that is not in COSTS (raise it)."""
+    return ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
+
+
+def check_cost(cost):
+    if cost not in COSTS:
+        raise unknown_cost(cost)
+    return cost
+
 
 
 def cross_entropy(AL, Y, output="sigmoid"):

@@ -6,12 +6,12 @@ batches in the same order.
 """
 import numpy as np
 
-from .costs import cross_entropy, cross_entropy_from_logits
+from .costs import COSTS, cross_entropy, cross_entropy_from_logits  # noqa: F401  COSTS: re-exported
 from .data import batch_order
 from .network import network_backward, network_forward
 from .optim import Optimizer, init_optimizer_state, optimizer_step
+from .costs import unknown_cost
 
-COSTS = ("stable", "literal")
 
 
 class NonFiniteError(FloatingPointError):
@@ -29,7 +29,7 @@ def compute_stage_cost(AL, cache, Y, output, cost):
         return cross_entropy_from_logits(cache[f"Z{len(cache) // 2}"], Y, output)
     if cost == "literal":
         return cross_entropy(AL, Y, output)
-    raise ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
+    raise unknown_cost(cost)
 
 
 def train_step(parameters, state, X, Y, hidden="tanh", output="sigmoid",

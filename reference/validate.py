@@ -26,12 +26,12 @@ import re
 import numpy as np
 
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, check_activation
+from .costs import COSTS, unknown_cost
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 # what from_numpy converts to (dtype=...): the float dtypes, and the integer/bool ones of
 # index arrays and labels
 CONVERTIBLE_DTYPES = FLOAT_DTYPES + ("int8", "int16", "int32", "int64", "uint8", "bool")
-COSTS = ("stable", "literal")
 GRAD_PATHS = ("manual", "autodiff")
 SEED_MAX = 2 ** 32 - 1  # NumPy's RandomState takes seeds in [0, 2**32 - 1]
 _KEY = re.compile(r"^([Wb])([1-9][0-9]*)$")
@@ -101,7 +101,7 @@ def check_names(hidden=None, output=None, cost=None):
     if output is not None:
         check_activation(output, OUTPUT_ACTIVATIONS)
     if cost is not None and cost not in COSTS:
-        raise ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
+        raise unknown_cost(cost)
 
 
 def check_optimizer(optimizer):

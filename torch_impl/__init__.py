@@ -4,23 +4,28 @@ the reference (this package never draws random numbers); ``Optimizer`` and
 ``NonFiniteError`` are the reference's own classes. Importing it changes no global torch
 state (default dtype, precision flags, threads are the caller's business).
 """
-from .activations import (LEAKY_SLOPE, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, activation,
-                          activation_grad, softmax)
+# the reference's own constants and classes: one definition each, shared by every backend
+from reference.activations import LEAKY_SLOPE, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from reference.costs import COSTS
+from reference.network import INITIALIZERS
+from reference.optim import OPTIMIZERS, SCHEDULES, Optimizer
+from reference.training import NonFiniteError
+from .activations import activation, activation_grad, softmax
 from .article import (layer_sizes, initialize_parameters, sigmoid, forward_propagation,
                       compute_cost, backward_propagation, update_parameters, optimize, model,
                       predict)
 from .costs import cross_entropy, cross_entropy_from_logits
 from reference.data import DATASETS, load_dataset, load_planar_dataset, batch_order, one_hot
-from .network import (INITIALIZERS, initialize_network, network_forward, network_backward,
+from .network import (initialize_network, network_forward, network_backward,
                       network_backward_autodiff, num_layers)
 from .network import predict as network_predict
-from .optim import (OPTIMIZERS, SCHEDULES, Optimizer, init_optimizer_state, learning_rate_at,
-                    optimizer_step)
-from .training import (COSTS, NonFiniteError, train_step, train, gradient_norms)
+from .optim import init_optimizer_state, learning_rate_at, optimizer_step
+from .training import train_step, train, gradient_norms
 
 NAME = "torch"
-from .backend import (GRAD_PATHS, devices, compile_status, from_numpy, to_numpy, tree_from_numpy,
-                      tree_to_numpy, make_train_step, save_weights, load_weights)
+from ._convert import from_numpy, to_numpy, tree_from_numpy, tree_to_numpy
+from .backend import (GRAD_PATHS, devices, compile_status, make_train_step, save_weights,
+                      load_weights)
 
 # the reference's validation (reference/validate.py, docs/errors.md): same checks, same
 # messages; internal callers (train's loop, compiled steps) use the unvalidated functions

@@ -12,7 +12,7 @@ gives 1, which is why neither is used for an activation.
 """
 import torch
 
-from reference.activations import LEAKY_SLOPE, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, check_activation
+from reference.activations import LEAKY_SLOPE, HIDDEN_ACTIVATIONS, check_activation
 
 
 def _sigmoid_formula(z):

@@ -6,11 +6,12 @@ import torch
 
 import reference.backend as _ref
 from reference.validate import Ops
-from ._convert import (bfloat16_bits, bfloat16_from_bits, from_numpy, to_numpy,
-                       tree_from_numpy, tree_to_numpy, torch_dtype)
+from ._convert import (bfloat16_bits, bfloat16_from_bits, to_numpy,
+                       torch_dtype)
 from .network import cost_and_autodiff_grads, cost_and_func_grads, network_backward, network_forward
 from .optim import apply_update, step_scalars
-from .training import COSTS, compute_stage_cost, train_step
+from .training import compute_stage_cost, train_step
+from reference.costs import check_cost
 
 GRAD_PATHS = ("manual", "autodiff")
 
@@ -63,8 +64,7 @@ def make_train_step(hidden, output, optimizer, cost="stable", grad_path="manual"
     enter as 0-d tensors in the parameters' dtype, so new values of t never recompile."""
     if grad_path not in GRAD_PATHS:
         raise ValueError(f"the torch mirror has no gradient path {grad_path!r}; it has {GRAD_PATHS}")
-    if cost not in COSTS:
-        raise ValueError(f"unknown cost {cost!r}; expected one of {', '.join(COSTS)}")
+    check_cost(cost)
     if not compiled and grad_path == "manual":
         def step(parameters, state, X, Y):
             return train_step(parameters, state, X, Y, hidden, output, optimizer, cost)

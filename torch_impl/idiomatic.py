@@ -34,6 +34,7 @@ from reference.activations import (LEAKY_SLOPE, HIDDEN_ACTIVATIONS, OUTPUT_ACTIV
 from reference.optim import Optimizer
 from ._convert import from_numpy, to_numpy, torch_dtype
 from . import conventions
+from reference.costs import unknown_cost
 
 # torch's own activations. Their autograd derivative at z = 0 is the reference's
 # (measured in tests/test_idiomatic_torch.py): torch.relu -> 0, F.leaky_relu -> 0.01.
@@ -121,7 +122,7 @@ def make_loss(output, cost="stable"):
             bce = nn.BCELoss(reduction="sum")
             return _sum_over_m(lambda z, y: bce(torch.sigmoid(z), y), cost)
         return _sum_over_m(lambda z, y: -(y * torch.log(torch.softmax(z, dim=1))).sum(), cost)
-    raise ValueError(f"unknown cost {cost!r}; expected stable or literal")
+    raise unknown_cost(cost)
 
 
 def cost_name(loss_fn):

@@ -8,11 +8,12 @@ the reference's float64 draws, converted: this module never draws random numbers
 import numpy as np
 import torch
 
-from reference.network import INITIALIZERS, initialize_network as _reference_initialize_network
+from reference.network import initialize_network as _reference_initialize_network
 from ._convert import from_numpy
-from .activations import (activation, activation_grad, check_activation,
-                          HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS)
+from reference.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from .activations import activation, activation_grad, check_activation
 from .costs import cross_entropy, cross_entropy_from_logits
+from reference.costs import check_cost
 
 
 def num_layers(parameters):
@@ -73,8 +74,7 @@ def cost_and_autodiff_grads(parameters, X, Y, hidden="tanh", output="sigmoid", c
     """(J, grads) of ``network_backward_autodiff``, J detached: the step needs both."""
     check_activation(hidden, HIDDEN_ACTIVATIONS)
     check_activation(output, OUTPUT_ACTIVATIONS)
-    if cost not in ("stable", "literal"):
-        raise ValueError(f"unknown cost {cost!r}; expected one of stable, literal")
+    check_cost(cost)
     L = num_layers(parameters)
     m = X.shape[1]
     with torch.enable_grad():

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from reference.optim import OPTIMIZERS, SCHEDULES, Optimizer, learning_rate_at
+from reference.optim import learning_rate_at
 
 
 def parameter_names(parameters):
