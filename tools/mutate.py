@@ -29,7 +29,9 @@ plugin tools/mutation_plugin.py recorded:
     KILLED    pytest exit 1 and a test failed with an assertion (AssertionError, e.g.
               ConformanceError, or pytest's Failed from pytest.raises / pytest.fail)
     SURVIVED  every test passed
-    CRASH     collection/import error, or every failing test raised something else
+    CRASH     collection/import error, or every failing test raised something else (the
+              run goes on after such a test, up to 25 of them, so that a crash does not
+              hide a later assertion)
     TIMEOUT   the run took longer than --timeout (default: 3 x the control's time + 60 s)
     EQUIVALENT  listed in docs/mutation_equivalents.txt with a reason; not run
 
