@@ -7,6 +7,7 @@ Each data set is rebuilt here from the procedure its docstring states (draw orde
 included), with the defaults of its signature, and must come out bit-identical: a change
 of a constant, a draw or a default changes the data every backend is tested on."""
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -98,16 +99,26 @@ def test_dataset_follows_its_documented_procedure(name, defaults, rebuild, args)
     assert np.array_equal(X, want_X), f"max difference {np.max(np.abs(X - want_X)):.3g}"
 
 
+def assert_raises(call, kind, pattern):
+    """The call raises exactly ``kind`` with a message matching ``pattern``. Any other
+    outcome (no error, another exception such as a KeyError from deeper down) fails
+    this assertion, where pytest.raises would let the other exception through."""
+    try:
+        call()
+    except Exception as e:  # noqa: BLE001  every exception is an outcome to check
+        assert type(e) is kind and re.search(pattern, str(e)), f"raised {e!r}, expected {kind.__name__}: {pattern}"
+        return
+    raise AssertionError(f"no exception, expected {kind.__name__}: {pattern}")
+
+
 @pytest.mark.parametrize("batch_size", [0, -3, 2.5])
 def test_batch_order_refuses_a_bad_batch_size(batch_size):
     # train validates batch_size before calling batch_order; a direct call checks it too
-    with pytest.raises(ValueError, match=r"^batch_size must be a positive integer, got "):
-        R.batch_order(10, batch_size)
+    assert_raises(lambda: R.batch_order(10, batch_size), ValueError, r"^batch_size must be a positive integer, got ")
 
 
 def test_batch_order_refuses_no_examples():
-    with pytest.raises(ValueError, match=r"^need at least one example, got m = 0$"):
-        R.batch_order(0, 4)
+    assert_raises(lambda: R.batch_order(0, 4), ValueError, r"^need at least one example, got m = 0$")
 
 
 def test_optimizer_defaults():
@@ -143,3 +154,14 @@ def test_adam_defaults_agree_with_torch_and_optax():
         pass
     if not checked:
         pytest.skip("neither torch nor optax is installed")
+
+
+@pytest.mark.parametrize("key", ["Z1", "A1", "Z2", "A2"])
+def test_every_cache_entry_is_checked(key):
+    """network_backward names any missing cache entry, the first layer's included
+    (a check of layers 2..L only would let a KeyError through for Z1/A1)."""
+    X, Y = R.load_planar_dataset(m=10)
+    P = R.initialize_network([2, 3, 1])
+    _, cache = R.network_forward(X, P)
+    assert_raises(lambda: R.network_backward(P, {k: v for k, v in cache.items() if k != key}, X, Y),
+                  ValueError, rf"^cache: missing {key} ")
