@@ -26,7 +26,8 @@ import pytest
 import reference as R
 from netparity.backends import REGISTRY, get_backend
 from netparity.compare import assert_conforms, compare_stage
-from netparity.tolerance import ULPS_ELEMENTWISE, ULPS_TRANSCENDENTAL, Precision, input_bounds, stage_bounds
+from netparity.tolerance import (ULPS_ELEMENTWISE, ULPS_TRANSCENDENTAL, Precision, input_bounds, optimizer_bounds,
+                                 stage_bounds)
 from netparity.trajectory import Trajectory, perturb
 
 DTYPES = ("float64", "float32")
@@ -398,6 +399,16 @@ def test_model_with_its_defaults(B, capsys):
 
 # ------------------------------------------------------------------ step factory
 
+def test_compile_status_is_unavailable_or_ok_never_a_wrong_result(B):
+    """compile_status() -> (ok, reason). "Unavailable" (no compiler, unsupported
+    platform) turns the compiled cases into skips, which is right; a compiler that runs
+    its probe and gets a wrong number is broken, and that must fail the suite here
+    instead of hiding as skips (the torch probe reports it as "returned a wrong result")."""
+    ok, reason = B.compile_status()
+    assert type(ok) is bool and isinstance(reason, str) and reason
+    assert ok or "wrong result" not in reason, f"{B.NAME}'s compiler is broken, not unavailable: {reason}"
+
+
 def _step_params(config):
     """(backend, grad_path, compiled) for every gradient path the mirror declares, eager
     and compiled. The compiled manual path is in the conformance matrix already (slow
@@ -600,3 +611,57 @@ def test_train_scan_where_offered(B):
     results += [compare_stage(f"{k}'", tr.params[k], got[k], tr.param_bound(k, 2 * one_step[f"{k}'"]), "float64",
                               factor=1.0) for k in ARTICLE_KEYS]
     conforms(results, f"{B.NAME}-train_scan-adam-5steps")
+
+
+# ------------------------------------------------------------------ every optimiser variant
+
+VARIANTS = {
+    "gd-step": R.Optimizer("gd", 0.5, schedule="step", decay_rate=0.5, decay_steps=2),
+    "momentum-ema": R.Optimizer("momentum", 0.5, beta=0.8),
+    "momentum-heavy_ball-inverse_time": R.Optimizer("momentum", 0.3, beta=0.7, momentum_form="heavy_ball",
+                                                    schedule="inverse_time", decay_rate=0.5),
+    "adam-corrected-exponential": R.Optimizer("adam", 0.05, beta1=0.8, beta2=0.9, epsilon=1e-3,
+                                              schedule="exponential", decay_rate=0.5, decay_steps=2),
+    "adam-uncorrected": R.Optimizer("adam", 0.05, beta1=0.8, beta2=0.9, epsilon=1e-3, adam_epsilon="uncorrected"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def gradient_sequence():
+    """Three gradients of the article's network, taken along the reference's gd path:
+    the same inputs for every backend, so only the optimiser is compared."""
+    X, Y = planar()
+    P, out = article_parameters(), []
+    for _ in range(3):
+        _, cache = R.network_forward(X, P)
+        g = R.network_backward(P, cache, X, Y)
+        out.append({k: g[k] for k in g if k[:2] in ("dW", "db")})
+        P = R.update_parameters(P, out[-1], 0.5)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_optimizer_step_every_variant(B, variant, dtype):
+    """Three optimizer_step calls of every form (heavy-ball momentum, Adam with the
+    uncorrected epsilon, each schedule), fed the same gradients: parameters and state
+    after each, under the tolerance policy's optimiser bounds chained through the steps
+    (E of the gradients: their rounding to the dtype only)."""
+    opt, prec = VARIANTS[variant], Precision(dtype)
+    P64 = article_parameters()
+    S64 = R.init_optimizer_state(P64, opt)
+    Pr, Sr = R.tree_from_numpy(P64, dtype), R.init_optimizer_state(R.tree_from_numpy(P64, dtype), opt)
+    Pb = B.tree_from_numpy(P64, dtype)
+    Sb = B.init_optimizer_state(Pb, opt)
+    E_P, E_S = input_bounds(P64, prec), {k: 0.0 if k == "t" else np.zeros_like(v) for k, v in S64.items()}
+    for step, g64 in enumerate(gradient_sequence(), 1):
+        new64, newS64 = R.optimizer_step(P64, g64, S64, opt)
+        E_P, E_S = optimizer_bounds(P64, g64, S64, new64, newS64, E_P, input_bounds(g64, prec), E_S, opt, prec)
+        Pr, Sr = R.optimizer_step(Pr, R.tree_from_numpy(g64, dtype), Sr, opt)
+        Pb, Sb = B.optimizer_step(Pb, B.tree_from_numpy(g64, dtype), Sb, opt)
+        got = {**to_np(B, Pb), **to_np(B, {k: v for k, v in Sb.items() if k != "t"}), "t": int(B.to_numpy(Sb["t"]))}
+        want, E = {**Pr, **Sr}, {**E_P, **E_S}
+        assert sorted(got) == sorted(want)
+        conforms([compare_stage(k, want[k], got[k], E[k], None if k == "t" else dtype) for k in want],
+                 f"{B.NAME}-{dtype}-{variant}-step{step}")
+        P64, S64 = new64, newS64
