@@ -84,8 +84,8 @@ SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.MatMult: 
 def backend_packages():
     """package -> backend name, from the registry (the one list of backends)."""
     sys.path.insert(0, ROOT)
-    from netparity.backends import REGISTRY
-    return {module: name for name, module in REGISTRY.items()}
+    from netparity.backends import BUILTIN, REGISTRY
+    return {spec.module: name for name, spec in REGISTRY.items() if name in BUILTIN}
 
 
 @dataclass
