@@ -42,6 +42,7 @@ import jax
 import numpy as np
 
 BUGS = ("sum", "rank_mean", "local_state", "reorder")
+BUG_MODES = ("manual:psum",)   # the modes that take ``bug`` (the hand-written reduction)
 
 
 def launch(job_dir, workers, timeout=600):
@@ -51,6 +52,12 @@ def launch(job_dir, workers, timeout=600):
                         f" --xla_force_host_platform_device_count={workers}").strip()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    cache = jax.config.jax_compilation_cache_dir
+    if cache and "JAX_COMPILATION_CACHE_DIR" not in env:
+        # the calling process's persistent compilation cache (the test suite keeps one):
+        # entries are keyed by the computation and the device count, results unchanged
+        env.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     proc = subprocess.run([sys.executable, "-m", "jax_impl.distributed", os.path.abspath(job_dir)],
                           env=env, timeout=timeout, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -71,10 +78,16 @@ def main(job_dir):
     with open(os.path.join(job_dir, "job.json")) as f:
         job = json.load(f)
     workers = job["workers"]
-    devices = jax.devices("cpu")
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        # one process per host (docs/scale_out.md; not run on this machine): the mesh then
+        # spans every host's devices and each process writes the ranks of its own devices
+        jax.distributed.initialize(os.environ["JAX_COORDINATOR_ADDRESS"],
+                                   int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"]))
+    platform = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}[job.get("device", "cpu")]
+    devices = jax.devices(platform)
     if len(devices) < workers:
-        raise RuntimeError(f"{len(devices)} CPU device(s), {workers} needed: XLA_FLAGS was read "
-                           "before it was set")
+        raise RuntimeError(f"{len(devices)} {platform} device(s), {workers} needed (for the CPU: "
+                           "XLA_FLAGS was read before it was set)")
     # Auto axes: the compiler decides the layout of every intermediate (GSPMD), which is
     # what "gradients reduced by the compiler" means (Explicit axes type every sharding)
     mesh = Mesh(np.array(devices[:workers]), ("data",), axis_types=(AxisType.Auto,))
@@ -86,7 +99,8 @@ def main(job_dir):
             meta = {}
             per_rank = MODES[case["mode"]](case, data, mesh, meta)
             for r, stages in enumerate(per_rank):
-                np.savez(os.path.join(job_dir, f"{name}.rank{r}.npz"), **stages)
+                if stages is not None:   # None: a device of another host (its process writes it)
+                    np.savez(os.path.join(job_dir, f"{name}.rank{r}.npz"), **stages)
             with open(os.path.join(job_dir, f"{name}.meta.json"), "w") as f:
                 json.dump(meta, f)
         except Exception:
@@ -102,10 +116,14 @@ def _offsets(data, k):
     return [int(o) for o in data[f"offsets{k}"]]
 
 
+def _mine(device):
+    return device.process_index == jax.process_index()
+
+
 def _columns_of(arr, device, lo, hi):
     """(columns lo:hi of ``arr`` as device ``device`` holds them, whether they came from
     its own shard of a split array): from that shard when it contains them, else from the
-    assembled array (XLA returned it replicated, as for uneven batches)."""
+    device's whole copy (XLA returned the array replicated, as for uneven batches)."""
     n = arr.shape[-1]
     for s in arr.addressable_shards:
         if s.device != device:
@@ -114,23 +132,27 @@ def _columns_of(arr, device, lo, hi):
         start, stop = sl.start or 0, n if sl.stop is None else sl.stop
         if start <= lo and hi <= stop:
             return np.asarray(s.data)[..., lo - start:hi - start], stop - start < n
-    return np.asarray(arr)[..., lo:hi], False
+    raise ValueError(f"device {device} holds no copy of columns {lo}:{hi}")
 
 
 def _copy_on(arr, device):
-    """Device ``device``'s copy of a replicated array (the assembled array otherwise)."""
+    """Device ``device``'s copy of a replicated array."""
     for s in arr.addressable_shards:
         if s.device == device and s.data.shape == arr.shape:
             return np.asarray(s.data)
-    return np.asarray(arr)
+    raise ValueError(f"device {device} holds no whole copy of a {arr.shape} array")
 
 
 def _per_rank(case, out, mesh, offsets, meta):
-    """Rank r's stages: its columns of the per-example ones, its copy of the others.
-    meta["device_shards"]: the per-example stages every device returned from its own shard."""
+    """Rank r's stages: its columns of the per-example ones, its copy of the others (None
+    for another host's device). meta["device_shards"]: the per-example stages every
+    device returned from its own shard."""
     per_example = set(case["per_example"])
     ranks, own = [], set(per_example & set(out))
     for r, dev in enumerate(mesh.devices.flat):
+        if not _mine(dev):
+            ranks.append(None)
+            continue
         st = {}
         for name, v in out.items():
             if name in per_example:
@@ -162,9 +184,9 @@ def _jit_step(params, state, X, Y, hidden, output, optimizer, data):
     return out, new_params, new_state
 
 
-def _all_reduces(jitted, *args):
-    """All-reduce ops in the compiled program (XLA's SPMD partitioner inserts them)."""
-    return jitted.lower(*args).compile().as_text().count(" all-reduce(")
+def _all_reduces(compiled):
+    """All-reduce ops in a compiled program (XLA's SPMD partitioner inserts them)."""
+    return compiled.as_text().count(" all-reduce(")
 
 
 def run_jit(case, data, mesh, meta):
@@ -176,18 +198,20 @@ def run_jit(case, data, mesh, meta):
     params = jax.device_put(B.tree_from_numpy(_parameters(data), dtype), rep)
     state = B.init_optimizer_state(params, optimizer)
     X, Y = data["X"], data["Y"]
+    compiled = {}
     for k in range(case["steps"]):
         idx = data[f"batch{k}"]
         put = cols if len(idx) % mesh.size == 0 else rep
         Xb, Yb = jax.device_put((X[:, idx].astype(dtype), Y[:, idx].astype(dtype)), put)
-        args = (params, state, Xb, Yb, case["hidden"], case["output"], optimizer, cols)
-        if k == 0:
-            meta["all_reduce_ops"] = _all_reduces(_jit_step, *args)
-        out, params, state = _jit_step(*args)
+        if len(idx) not in compiled:  # compiled ahead of time once: its program can be read
+            compiled[len(idx)] = _jit_step.lower(params, state, Xb, Yb, case["hidden"], case["output"],
+                                                 optimizer, cols).compile()
+            meta["all_reduce_ops"] = _all_reduces(compiled[len(idx)])
+        out, params, state = compiled[len(idx)](params, state, Xb, Yb)
     out.update({f"{p}'": v for p, v in params.items()})
     out.update({f"{s}'": v for s, v in state.items()})
     ranks = _per_rank(case, out, mesh, _offsets(data, case["steps"] - 1), meta)
-    for r in ranks:
+    for r in filter(None, ranks):
         r["t'"] = np.asarray(int(r["t'"]))
     return ranks
 
@@ -271,18 +295,27 @@ def run_psum(case, data, mesh, meta):
             col = P(None, "data")
             steps[key] = jax.jit(jax.shard_map(
                 body, mesh=mesh, in_specs=(P(), P(), col, col, col),
-                out_specs=(col, P("data"), P(), P()), check_vma=False))
-        if k == 0:
-            meta["all_reduce_ops"] = _all_reduces(steps[key], params, state, Xb, Yb, mask)
+                out_specs=(col, P("data"), P(), P()), check_vma=False)
+            ).lower(params, state, Xb, Yb, mask).compile()
+            meta["all_reduce_ops"] = _all_reduces(steps[key])
         per_example, per_device, params, state = steps[key](params, state, Xb, Yb, mask)
     off = _offsets(data, case["steps"] - 1)
     if off[:-1] != [r * s for r in range(N)]:
         raise ValueError(f"offsets {off} are not the padded blocks of ceil(m / N) = {s}")
     ranks = _per_rank(case, per_example, mesh, off, meta)
-    for r, st in enumerate(ranks):
-        st.update({name: np.asarray(v)[r] for name, v in per_device.items()})
-        st["t'"] = np.asarray(int(st["t'"]))
+    for dev, st in zip(mesh.devices.flat, ranks):
+        if st is not None:   # the device's own row of each stacked stage
+            st.update({name: _row_on(v, dev) for name, v in per_device.items()})
+            st["t'"] = np.asarray(int(st["t'"]))
     return ranks
+
+
+def _row_on(stacked, device):
+    """Device ``device``'s row of an array stacked over the "data" axis (N, ...)."""
+    for s in stacked.addressable_shards:
+        if s.device == device:
+            return np.asarray(s.data)[0]
+    raise ValueError(f"device {device} holds no row of a {stacked.shape} array")
 
 
 # idiomatic:jit ---------------------------------------------------------------------
@@ -296,6 +329,7 @@ def run_idiomatic_jit(case, data, mesh, meta):
     stages = run_idiomatic(_parameters(data), data["X"], data["Y"], batches, case["hidden"],
                            case["output"], optimizer, case["dtype"],
                            data_sharding=NamedSharding(mesh, P("data")))
+    # run_steps gathers the stages on this process (jax.device_get: one host only)
     off = _offsets(data, case["steps"] - 1)
     per_example = set(case["per_example"])
     return [{s: (v[..., off[r]:off[r + 1]] if s in per_example else v) for s, v in stages.items()}

@@ -135,7 +135,8 @@ class DPCase:
     @property
     def id(self):
         dims = "x".join(map(str, self.layer_dims()))
-        return (f"{self.backend}-{self.mode}-x{self.workers}-{self.dtype}-{self.hidden}-{self.output}"
+        where = "" if self.device == "cpu" else f"@{self.device}"
+        return (f"{self.backend}-{self.mode}{where}-x{self.workers}-{self.dtype}-{self.hidden}-{self.output}"
                 f"-{dims}-{self.optimizer}-{self.batch}-{self.steps}step" + (f"-bug:{self.bug}" if self.bug else ""))
 
     def context(self):
@@ -144,7 +145,8 @@ class DPCase:
     # how runner.render / cmd_check present it
     @property
     def column(self):
-        return f"{self.backend}/{self.mode}" + (f" bug:{self.bug}" if self.bug else "")
+        return (f"{self.backend}/{self.mode}" + ("" if self.device == "cpu" else f"@{self.device}")
+                + (f" bug:{self.bug}" if self.bug else ""))
 
     @property
     def title(self):
@@ -159,8 +161,9 @@ class DPCase:
 class DPResult(CaseResult):
     """A CaseResult plus what the engine reported about the run (``<name>.meta.json``:
     e.g. JAX's count of compiler-inserted all-reduce ops, the stages read from each
-    device's own shard)."""
+    device's own shard) and every rank's stages as it returned them (NumPy, by name)."""
     meta: dict = field(default_factory=dict)
+    stages: list = field(default_factory=list)
 
 
 def convention_of(case):
@@ -177,11 +180,12 @@ def dp_backends():
 
 
 def select_dp_cases(workers, backends=None, modes=None, dtypes=None, hidden=None, output=None,
-                    arch=None, optimizer=None, batch=None, steps=None):
+                    arch=None, optimizer=None, batch=None, steps=None, devices=None):
     """The product of the axes (None: every backend with data-parallel modes, all its modes,
-    float64 and float32, tanh/sigmoid 2-4-1, gd, full and odd batches, one step)."""
+    float64 and float32, tanh/sigmoid 2-4-1, gd, full and odd batches, one step, cpu)."""
     axes = [backends or dp_backends(), dtypes or DTYPES, hidden or ["tanh"], output or ["sigmoid"],
-            arch or ["shallow"], optimizer or ["gd"], batch or DEFAULT_DP_BATCHES, steps or [1]]
+            arch or ["shallow"], optimizer or ["gd"], batch or DEFAULT_DP_BATCHES, steps or [1],
+            devices or ["cpu"]]
     for b in axes[0]:
         if not backend_spec(b).data_parallel:
             raise ValueError(f"backend {b!r} has no data-parallel modes")
@@ -189,8 +193,8 @@ def select_dp_cases(workers, backends=None, modes=None, dtypes=None, hidden=None
     for b, *rest in itertools.product(*axes):
         for mode in backend_spec(b).data_parallel:
             if modes is None or mode in modes:
-                dt, h, o, a, opt, bt, k = rest
-                out.append(DPCase(b, mode, workers, dt, h, o, a, opt, bt, k))
+                dt, h, o, a, opt, bt, k, dev = rest
+                out.append(DPCase(b, mode, workers, dt, h, o, a, opt, bt, k, device=dev))
     return out
 
 
@@ -251,7 +255,7 @@ def _write_job(job_dir, cases):
                         "steps": case.steps, "bug": case.bug,
                         "per_example": per_example_stages(len(case.layer_dims()) - 1)})
     with open(os.path.join(job_dir, "job.json"), "w") as f:
-        json.dump({"workers": cases[0].workers, "cases": entries}, f, indent=1)
+        json.dump({"workers": cases[0].workers, "device": cases[0].device, "cases": entries}, f, indent=1)
 
 
 def _read_rank(path):
@@ -279,7 +283,9 @@ def _read_results(job_dir, cases):
         if missing:
             out.append(_crashed(case, f"no result from {len(missing)} worker(s)"))
             continue
-        res = compare_ranks(case, [_read_rank(p) for p in paths], dp_expected(case))
+        rank_stages = [_read_rank(p) for p in paths]
+        res = compare_ranks(case, rank_stages, dp_expected(case))
+        res.stages = rank_stages
         meta = os.path.join(job_dir, f"{name}.meta.json")
         if os.path.exists(meta):
             with open(meta) as f:
@@ -294,8 +300,8 @@ def skip_reason(case):
         return f"backend {case.backend!r} does not import here: {reason}"
     if case.mode not in backend_spec(case.backend).data_parallel:
         return f"backend {case.backend!r} has no data-parallel mode {case.mode!r}"
-    if case.device != "cpu":
-        return "data-parallel runs here are on CPU workers (gloo, host devices): docs/scale_out.md"
+    if case.device not in get_backend(case.backend).devices():
+        return backend_spec(case.backend).missing_device_reason(case.device)
     return None
 
 
@@ -305,8 +311,13 @@ def launcher(backend):
     return importlib.import_module(get_backend(backend).__name__ + ".distributed")
 
 
-def run_dp_cases(cases, timeout=600):
-    """[CaseResult] per case, in order: one launch per (backend, workers) runs all its cases."""
+def run_dp_cases(cases, timeout=600, job_root=None):
+    """[DPResult] per case, in order: one launch per (backend, workers, device) runs its cases.
+
+    job_root: None runs in temporary directories. A directory: the jobs are kept there
+    (``<backend>-x<N>/``), and a job found complete (its "done" marker, written after the
+    launch) is read instead of launched again, e.g. by a second pytest-xdist worker that
+    needs the same results (the caller serialises access; tests/test_distributed.py)."""
     results = {}
     groups = {}
     for i, case in enumerate(cases):
@@ -314,15 +325,34 @@ def run_dp_cases(cases, timeout=600):
         if reason:
             results[i] = DPResult(case, skipped=reason)
         else:
-            groups.setdefault((case.backend, case.workers), []).append(i)
-    for (backend, workers), idx in groups.items():
+            groups.setdefault((case.backend, case.workers, case.device), []).append(i)
+    for (backend, workers, device), idx in groups.items():
         group = [cases[i] for i in idx]
-        with tempfile.TemporaryDirectory(prefix="netparity-dp-") as job_dir:
-            _write_job(job_dir, group)
-            launcher(backend).launch(job_dir, workers, timeout)
-            for i, res in zip(idx, _read_results(job_dir, group)):
-                results[i] = res
+        if job_root is None:
+            with tempfile.TemporaryDirectory(prefix="netparity-dp-") as job_dir:
+                _launch(backend, workers, job_dir, group, timeout)
+                for i, res in zip(idx, _read_results(job_dir, group)):
+                    results[i] = res
+            continue
+        job_dir = os.path.join(job_root, f"{backend}-x{workers}" + ("" if device == "cpu" else f"-{device}"))
+        done = os.path.join(job_dir, "done")
+        if os.path.exists(done):
+            with open(done) as f:
+                if json.load(f) != [c.id for c in group]:
+                    raise ValueError(f"{job_dir} holds the results of other cases")
+        else:
+            os.makedirs(job_dir, exist_ok=True)
+            _launch(backend, workers, job_dir, group, timeout)
+            with open(done, "w") as f:
+                json.dump([c.id for c in group], f)
+        for i, res in zip(idx, _read_results(job_dir, group)):
+            results[i] = res
     return [results[i] for i in range(len(cases))]
+
+
+def _launch(backend, workers, job_dir, cases, timeout):
+    _write_job(job_dir, cases)
+    launcher(backend).launch(job_dir, workers, timeout)
 
 
 # ------------------------------------------------------------------ outcomes
@@ -393,15 +423,12 @@ def run_check(args):
         modes = [m for b in backends for m in backend_spec(b).data_parallel if m.partition(":")[0] in args.path]
     try:
         cases = select_dp_cases(workers, backends, modes, args.dtype, args.hidden, args.output, args.arch,
-                                args.optimizer, args.batch, args.steps)
+                                args.optimizer, args.batch, args.steps, args.device)
         for c in cases:
             c.shard_sizes()   # ValueError now, for a batch too small for N workers
     except (ValueError, KeyError) as e:
         print(f"netparity check: {e}", file=sys.stderr)
         return 2
-    if args.device and set(args.device) != {"cpu"}:
-        print("netparity check: data-parallel runs here use CPU workers; see docs/scale_out.md for "
-              "NCCL / multi-host", file=sys.stderr)
     print(f"launching {workers} worker(s) per engine for {len(cases)} case(s) ...", file=sys.stderr)
     outcomes = run_dp_cases(cases)
     colour = sys.stdout.isatty() and not args.no_color and "NO_COLOR" not in os.environ

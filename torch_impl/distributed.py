@@ -49,6 +49,7 @@ import torch.distributed as dist
 from reference.optim import Optimizer
 
 BUGS = ("sum", "rank_mean", "local_state", "reorder")
+BUG_MODES = ("manual:all_reduce",)   # the modes that take ``bug`` (the hand-written reduction)
 RENDEZVOUS = "NETPARITY_RENDEZVOUS"   # an init_method for launch()'s ranks; unset: env://
 
 
@@ -97,17 +98,24 @@ def _tail(path, n=3000):
 
 
 def main(job_dir):
-    """One rank: RANK, WORLD_SIZE from the environment (torchrun's or launch()'s)."""
+    """One rank: RANK, WORLD_SIZE (and LOCAL_RANK) from the environment, torchrun's or
+    launch()'s. A "cpu" job runs on gloo; a "cuda" job on NCCL with rank r on GPU
+    LOCAL_RANK (the multi-node path of docs/scale_out.md; not run on this machine)."""
     rank, workers = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    with open(os.path.join(job_dir, "job.json")) as f:
+        job = json.load(f)
+    if job["workers"] != workers:
+        raise RuntimeError(f"the job is for {job['workers']} workers, WORLD_SIZE is {workers}")
+    device = job.get("device", "cpu")
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
     torch.set_num_threads(1)  # N ranks share the cores; tiny matrices
-    dist.init_process_group("gloo", init_method=os.environ.get(RENDEZVOUS, "env://"), rank=rank,
+    dist.init_process_group("nccl" if device == "cuda" else "gloo",
+                            init_method=os.environ.get(RENDEZVOUS, "env://"), rank=rank,
                             world_size=workers, timeout=timedelta(seconds=300))
     try:
-        with open(os.path.join(job_dir, "job.json")) as f:
-            job = json.load(f)
-        if job["workers"] != workers:
-            raise RuntimeError(f"the job is for {job['workers']} workers, WORLD_SIZE is {workers}")
         for case in job["cases"]:
+            case = dict(case, device=device)
             name = case["name"]
             try:
                 with np.load(os.path.join(job_dir, f"{name}.in.npz"), allow_pickle=False) as z:
@@ -170,15 +178,16 @@ def run_manual(case, data, rank, workers):
     """manual:all_reduce: the mirror's formulas per rank, batch means all-reduced by hand."""
     import torch_impl as B
     dtype, hidden, output, bug = case["dtype"], case["hidden"], case["output"], case.get("bug")
+    device = case.get("device", "cpu")
     optimizer = Optimizer(**case["optimizer"])
     X, Y = data["X"], data["Y"]
-    params = B.tree_from_numpy(_parameters(data), dtype)
+    params = B.tree_from_numpy(_parameters(data), dtype, device)
     state = B.init_optimizer_state(params, optimizer)
     for k in range(case["steps"]):
         cols, w = _shard(data, k, rank)
         if bug == "reorder":
             cols = cols[::-1]
-        Xr, Yr = B.from_numpy(X[:, cols], dtype), B.from_numpy(Y[:, cols], dtype)
+        Xr, Yr = B.from_numpy(X[:, cols], dtype, device), B.from_numpy(Y[:, cols], dtype, device)
         AL, cache = B.network_forward(Xr, params, hidden, output)
         L = len(params) // 2
         out = {s: v for s, v in cache.items() if s != "A0"}
@@ -204,9 +213,11 @@ def run_ddp(case, data, rank, workers, weighted=False):
     from .conventions import torch_optimizer_for
     from .idiomatic import Net, idiomatic_step, layer_dims_of, make_loss, run_steps
     dtype, hidden, output = case["dtype"], case["hidden"], case["output"]
+    device = case.get("device", "cpu")
     optimizer = Optimizer(**case["optimizer"])
     p0 = _parameters(data)
-    model = DDP(Net(layer_dims_of(p0), hidden, output, dtype))
+    net = Net(layer_dims_of(p0), hidden, output, dtype, device)
+    model = DDP(net, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
     hook_state = {"weight": 1.0}
     if weighted:
         model.register_comm_hook(hook_state, _weighted_all_reduce_hook)
@@ -220,10 +231,11 @@ def run_ddp(case, data, rank, workers, weighted=False):
     torch_optimizer, scheduler = torch_optimizer_for(optimizer, model.parameters())
     stages, _ = run_steps(model, torch_optimizer, make_loss(output), p0, data["X"], data["Y"],
                           [cols for cols, _ in shards], output, scheduler=scheduler, dtype=dtype,
-                          step_fn=step_fn, reference_optimizer=optimizer)
+                          device=device, step_fn=step_fn, reference_optimizer=optimizer)
     w = shards[-1][1]
     for c in ("cost_literal", "cost_stable"):
-        stages[c] = all_reduce_mean(torch.from_numpy(np.asarray(stages[c])), w, workers).numpy()
+        cost = torch.from_numpy(np.asarray(stages[c])).to(device)
+        stages[c] = _numpy(all_reduce_mean(cost, w, workers))
     return stages
 
 
