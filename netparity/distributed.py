@@ -240,7 +240,9 @@ def compare_ranks(case, rank_stages, exp):
 
 # ------------------------------------------------------------------ running
 
-def _write_job(job_dir, cases):
+def write_job(job_dir, cases):
+    """The job files for ``cases`` (one backend, worker count and device) in ``job_dir``:
+    what ``launch`` - or torchrun / one process per host across machines - runs."""
     entries = []
     for i, case in enumerate(cases):
         name = f"case{i}"
@@ -268,7 +270,9 @@ def _crashed(case, why):
     return DPResult(case, {"reference": [StageResult("run", False, ratio=math.inf, note=why)]})
 
 
-def _read_results(job_dir, cases):
+def read_results(job_dir, cases):
+    """[DPResult] of ``cases`` from the rank files in ``job_dir`` (written by the workers
+    of ``write_job(job_dir, cases)``), compared with the reference."""
     out = []
     for i, case in enumerate(cases):
         name = f"case{i}"
@@ -331,7 +335,7 @@ def run_dp_cases(cases, timeout=600, job_root=None):
         if job_root is None:
             with tempfile.TemporaryDirectory(prefix="netparity-dp-") as job_dir:
                 _launch(backend, workers, job_dir, group, timeout)
-                for i, res in zip(idx, _read_results(job_dir, group)):
+                for i, res in zip(idx, read_results(job_dir, group)):
                     results[i] = res
             continue
         job_dir = os.path.join(job_root, f"{backend}-x{workers}" + ("" if device == "cpu" else f"-{device}"))
@@ -345,13 +349,13 @@ def run_dp_cases(cases, timeout=600, job_root=None):
             _launch(backend, workers, job_dir, group, timeout)
             with open(done, "w") as f:
                 json.dump([c.id for c in group], f)
-        for i, res in zip(idx, _read_results(job_dir, group)):
+        for i, res in zip(idx, read_results(job_dir, group)):
             results[i] = res
     return [results[i] for i in range(len(cases))]
 
 
 def _launch(backend, workers, job_dir, cases, timeout):
-    _write_job(job_dir, cases)
+    write_job(job_dir, cases)
     launcher(backend).launch(job_dir, workers, timeout)
 
 
@@ -463,5 +467,5 @@ def environment():
 
 
 __all__ = ["DPCase", "DP_BATCH_SIZES", "BUGS", "shard_offsets", "per_example_stages", "select_dp_cases",
-           "dp_expected", "shard_expected", "compare_ranks", "run_dp_cases", "DPResult", "convention_of", "outcome",
+           "dp_expected", "shard_expected", "compare_ranks", "run_dp_cases", "DPResult", "write_job", "read_results", "convention_of", "outcome",
            "convention_line", "dp_summary", "run_check", "environment"]
