@@ -2,7 +2,7 @@
 (torch.distributed, JAX sharding), every stage compared with the single-process reference.
 
     cases = select_dp_cases(workers=2)                  # every registered mode, default slice
-    results = run_dp_cases(cases)                       # [CaseResult], one launch per backend
+    results = run_dp_cases(cases)                       # [DPResult], one launch per backend
     results[0].ok, results[0].first_divergence()
 
 A ``DPCase`` is a conformance case plus ``mode`` ("path:reduction", one of the backend's
@@ -29,15 +29,18 @@ to show). The weighted modes are the fix and must conform.
 
 The job contract with a backend's ``<module>.distributed.launch(job_dir, workers, timeout)``
 (no pickle anywhere):
-    job.json            {"workers": N, "cases": [{"name", "mode", "dtype", "hidden", "output",
-                         "optimizer": {reference.Optimizer fields}, "steps", "bug",
-                         "per_example": [stage names]}]}
+    job.json            {"workers": N, "device": "cpu" | "cuda" | "gpu", "cases": [{"name",
+                         "mode", "dtype", "hidden", "output", "optimizer": {reference.Optimizer
+                         fields}, "steps", "bug", "per_example": [stage names]}]}
     <name>.in.npz       X, Y (the data set), W1 b1 ... (initial parameters, float64),
                         batch<k> (column indices of update k), offsets<k> (N + 1 ints)
     <name>.rank<r>.npz  written by rank r: its stages of the last update (NumPy; t' 0-d int)
-    <name>.rank<r>.error.txt   instead, when the case raised on that rank
+    <name>.rank<r>.error.txt   instead, when the case raised on that rank (a failure
+                        named "run", not a skip)
+    <name>.meta.json    optional: what the engine reports about the run (DPResult.meta)
 """
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 import itertools
 import json
 import math
@@ -201,10 +204,19 @@ def select_dp_cases(workers, backends=None, modes=None, dtypes=None, hidden=None
 # ------------------------------------------------------------------ expected values
 
 def dp_expected(case):
-    """stages.Expected of the whole batch (the reduction term of ``case.workers`` in the bounds)."""
+    """stages.Expected of the whole batch (the reduction term of ``case.workers`` in the
+    bounds); shared by every backend and mode of the configuration."""
+    return _expected(case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch,
+                     case.steps, case.workers)
+
+
+@lru_cache(maxsize=256)
+def _expected(dtype, hidden, output, arch, optimizer, batch, steps, workers):
+    case = DPCase("numpy", workers=workers, dtype=dtype, hidden=hidden, output=output, arch=arch,
+                  optimizer=optimizer, batch=batch, steps=steps)
     X, Y = dataset(case.data)
-    return expected_for(initial_parameters(case), X, Y, case.batches(), case.hidden, case.output,
-                        OPTIMIZER_CONFIGS[case.optimizer], case.dtype, workers=case.workers)
+    return expected_for(initial_parameters(case), X, Y, case.batches(), hidden, output,
+                        OPTIMIZER_CONFIGS[optimizer], dtype, workers=workers)
 
 
 def shard_expected(exp, lo, hi, per_example):
@@ -218,7 +230,7 @@ def shard_expected(exp, lo, hi, per_example):
 
 
 def compare_ranks(case, rank_stages, exp):
-    """One CaseResult for all ranks: runner.compare_case per rank against the reference's
+    """One DPResult for all ranks: runner.compare_case per rank against the reference's
     columns of its shard, merged stage by stage (each StageResult noted with its rank)."""
     L = len(case.layer_dims()) - 1
     per_example = set(per_example_stages(L))
