@@ -40,6 +40,7 @@ import traceback
 
 import jax
 import numpy as np
+from netparity import fileio
 
 BUGS = ("sum", "rank_mean", "local_state", "reorder")
 BUG_MODES = ("manual:psum",)   # the modes that take ``bug`` (the hand-written reduction)
@@ -100,12 +101,10 @@ def main(job_dir):
             per_rank = MODES[case["mode"]](case, data, mesh, meta)
             for r, stages in enumerate(per_rank):
                 if stages is not None:   # None: a device of another host (its process writes it)
-                    np.savez(os.path.join(job_dir, f"{name}.rank{r}.npz"), **stages)
-            with open(os.path.join(job_dir, f"{name}.meta.json"), "w") as f:
-                json.dump(meta, f)
+                    fileio.save_npz(os.path.join(job_dir, f"{name}.rank{r}.npz"), **stages)
+            fileio.write_json(os.path.join(job_dir, f"{name}.meta.json"), meta)
         except Exception:
-            with open(os.path.join(job_dir, f"{name}.rank0.error.txt"), "w") as f:
-                f.write(traceback.format_exc())
+            fileio.write_text(os.path.join(job_dir, f"{name}.rank0.error.txt"), traceback.format_exc())
 
 
 def _parameters(data):

@@ -55,6 +55,7 @@ from netparity.compare import StageResult
 from netparity.runner import CaseResult, DTYPES, compare_case
 from netparity.stagenames import stage_order
 from netparity.stages import ARCHS, OPTIMIZER_CONFIGS, dataset, expected_for, initial_parameters
+from netparity import fileio
 
 # examples per update: "full" and "mini" split evenly over N = 1, 2, 4 (m = 400 / 300 and
 # 64), "odd" (63) does not for N > 1: the unequal shards (32 + 31; 16 + 16 + 16 + 15)
@@ -263,13 +264,12 @@ def write_job(job_dir, cases):
         for k, idx in enumerate(case.batches()):
             arrays[f"batch{k}"] = np.asarray(idx, dtype=np.int64)
             arrays[f"offsets{k}"] = np.asarray(shard_offsets(len(idx), case.workers), dtype=np.int64)
-        np.savez(os.path.join(job_dir, f"{name}.in.npz"), **arrays)
+        fileio.save_npz(os.path.join(job_dir, f"{name}.in.npz"), **arrays)
         entries.append({"name": name, "mode": case.mode, "dtype": case.dtype, "hidden": case.hidden,
                         "output": case.output, "optimizer": asdict(OPTIMIZER_CONFIGS[case.optimizer]),
                         "steps": case.steps, "bug": case.bug,
                         "per_example": per_example_stages(len(case.layer_dims()) - 1)})
-    with open(os.path.join(job_dir, "job.json"), "w") as f:
-        json.dump({"workers": cases[0].workers, "device": cases[0].device, "cases": entries}, f, indent=1)
+    fileio.write_json(os.path.join(job_dir, "job.json"), {"workers": cases[0].workers, "device": cases[0].device, "cases": entries})
 
 
 def _read_rank(path):
@@ -359,8 +359,7 @@ def run_dp_cases(cases, timeout=600, job_root=None):
         else:
             os.makedirs(job_dir, exist_ok=True)
             _launch(backend, workers, job_dir, group, timeout)
-            with open(done, "w") as f:
-                json.dump([c.id for c in group], f)
+            fileio.write_json(done, [c.id for c in group])
         for i, res in zip(idx, read_results(job_dir, group)):
             results[i] = res
     return [results[i] for i in range(len(cases))]
@@ -464,8 +463,7 @@ def run_check(args):
         report = to_json(outcomes)
         report["outcomes"] = {r.case.id: outcome(r) for r in outcomes}
         report["ok"] = ok
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        fileio.write_json(args.json, report)
         print(f"results written to {args.json}")
     if not any(r.ran for r in outcomes):
         return 2

@@ -485,7 +485,8 @@ WRITE_METHODS = {"savefig", "savez", "savez_compressed", "write_text", "write_by
 WRITE_FUNCTIONS = {"np": {"save", "savetxt"}, "numpy": {"save", "savetxt"}, "json": {"dump"},
                    "pickle": {"dump"}, "shutil": {"copy", "copy2", "copyfile", "move"}}
 EXEMPT = {
-    ("tools/plant_bugs.py", "main"): "edits its own throwaway copy of the repository",
+    ("tools/mutate.py", "copy_tree"): "builds its own throwaway copy of the repository",
+    ("torch_impl/distributed.py", "launch"): "a worker's live log, streamed by its process (read on failure)",
     ("netparity/cmd_report.py", "_png"): "savefig into an in-memory buffer",
 }
 

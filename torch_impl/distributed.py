@@ -47,6 +47,7 @@ import torch
 import torch.distributed as dist
 
 from reference.optim import Optimizer
+from netparity import fileio
 
 BUGS = ("sum", "rank_mean", "local_state", "reorder")
 BUG_MODES = ("manual:all_reduce",)   # the modes that take ``bug`` (the hand-written reduction)
@@ -121,12 +122,11 @@ def main(job_dir):
                 with np.load(os.path.join(job_dir, f"{name}.in.npz"), allow_pickle=False) as z:
                     data = dict(z)
                 stages = MODES[case["mode"]](case, data, rank, workers)
-                np.savez(os.path.join(job_dir, f"{name}.rank{rank}.npz"), **stages)
+                fileio.save_npz(os.path.join(job_dir, f"{name}.rank{rank}.npz"), **stages)
             except Exception:
                 # the ranks run the same code on same-shaped data, so they fail alike and go
                 # on together; a rank left waiting in a collective errs after the timeout
-                with open(os.path.join(job_dir, f"{name}.rank{rank}.error.txt"), "w") as f:
-                    f.write(traceback.format_exc())
+                fileio.write_text(os.path.join(job_dir, f"{name}.rank{rank}.error.txt"), traceback.format_exc())
     finally:
         dist.destroy_process_group()
 
