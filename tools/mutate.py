@@ -65,6 +65,9 @@ import time
 from dataclasses import asdict, dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from netparity import fileio  # noqa: E402  every result file written atomically
+
 EQUIVALENTS = os.path.join(ROOT, "docs", "mutation_equivalents.txt")
 PLUGIN = "mutation_plugin"  # tools/mutation_plugin.py, imported by the pytest it starts
 
@@ -472,8 +475,7 @@ def run_package(package, backend, mutants, args, scratch, jax_cache, log):
     if status != "SURVIVED":
         log(out[-3000:])
         return control_result, []
-    with open(order_file, "w") as f:
-        json.dump(summary["durations"], f)
+    fileio.write_json(order_file, summary["durations"])
     timeout = args.timeout or 3 * seconds + 60
     results = []
     for i, m in enumerate(mutants, 1):
@@ -558,8 +560,7 @@ def main(argv=None):
             f"{c['CRASH']} crashed, {c['TIMEOUT']} timed out, {c['EQUIVALENT']} equivalent; kill rate "
             f"{rate} (95 % CI {100 * lo:.0f}-{100 * hi:.0f} %) of {p['sampled']} sampled from {p['population']}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        fileio.write_json(args.json, report)
     if broken:
         log("a control mutant did not survive: the suite is broken (or this tool is)")
         return 2
