@@ -665,3 +665,35 @@ def test_optimizer_step_every_variant(B, variant, dtype):
         conforms([compare_stage(k, want[k], got[k], E[k], None if k == "t" else dtype) for k in want],
                  f"{B.NAME}-{dtype}-{variant}-step{step}")
         P64, S64 = new64, newS64
+
+
+# ------------------------------------------------------------------ the kink convention
+
+@pytest.mark.parametrize("hidden, slope", [("relu", 0.0), ("leaky_relu", R.LEAKY_SLOPE)])
+def test_every_gradient_path_takes_the_convention_at_the_kink(B, hidden, slope):
+    """W1 = 0 and b1 = 0 make Z1 = 0 exactly (sums of exact zeros) in every dtype and on
+    every backend, so g'(Z1) is the convention's g'(0) (relu 0, leaky_relu 0.01, the
+    strict z > 0) on the manual path and under autodiff alike: dZ1 = g'(0) dA1 with
+    dA1 = W2^T dZ2 compared under its stage bound (times the slope, plus the rounding
+    of the product, u |dZ1|); for relu dZ1, dW1 and db1 are exact zeros."""
+    X, Y = planar()
+    P = {**article_parameters(), "W1": np.zeros((4, 2)), "b1": np.zeros((4, 1))}
+    _, cache = R.network_forward(X, P, hidden, "sigmoid")
+    assert not cache["Z1"].any()
+    grads = R.network_backward(P, cache, X, Y, hidden, "sigmoid")
+    gd = R.Optimizer("gd", 0.1)
+    state = R.init_optimizer_state(P, gd)
+    new, newstate = R.optimizer_step(P, grads, state, gd)
+    prec = Precision("float64")
+    bounds = stage_bounds(P, state, X, Y, cache, grads, new, newstate, input_bounds(P, prec), {"t": 0.0},
+                          hidden, "sigmoid", gd, prec)[0]
+    E = {"dA1": bounds["dA1"], "dZ1": slope * bounds["dA1"] + prec.u * np.abs(grads["dZ1"])}  # per side
+    if slope == 0.0:
+        E.update(dW1=0.0, db1=0.0)
+    Pb, Xb, Yb = B.tree_from_numpy(P), B.from_numpy(X), B.from_numpy(Y)
+    _, cache_b = B.network_forward(Xb, Pb, hidden, "sigmoid")
+    for path, got in (("manual", B.network_backward(Pb, cache_b, Xb, Yb, hidden, "sigmoid")),
+                      ("autodiff", B.network_backward_autodiff(Pb, Xb, Yb, hidden, "sigmoid"))):
+        got = to_np(B, got)
+        conforms([compare_stage(k, grads[k], got[k], E[k], "float64") for k in E],
+                 f"{B.NAME}-{path}-{hidden}-Z1=0")

@@ -44,6 +44,7 @@ mutant usually dies in a cheap test (the run stops at the first assertion failur
     python tools/mutate.py --list [--package torch_impl]
     python tools/mutate.py --package torch_impl --sample 40 --seed 1 --json out.json
     python tools/mutate.py --ids ID [ID ...] --tests tests/test_public_api.py
+    python tools/mutate.py --rescore old.json --json new.json   # after editing the equivalents
 
 Exit status: 0 when every mutant run was killed (or equivalent), 1 when some survived,
 crashed or timed out, 2 when a control mutant did not survive.
@@ -492,6 +493,34 @@ def run_package(package, backend, mutants, args, scratch, jax_cache, log):
     return control_result, results
 
 
+def print_summary(report, log=print):
+    for package, p in report["packages"].items():
+        c = p["counts"]
+        rate = "n/a" if p["kill_rate"] is None else f"{100 * p['kill_rate']:.1f} %"
+        lo, hi = p["kill_rate_ci95"]
+        log(f"{package}: control {p['control']['status']}; {c['KILLED']} killed, {c['SURVIVED']} survived, "
+            f"{c['CRASH']} crashed, {c['TIMEOUT']} timed out, {c['EQUIVALENT']} equivalent; kill rate "
+            f"{rate} (95 % CI {100 * lo:.0f}-{100 * hi:.0f} %) of {p['sampled']} sampled from {p['population']}")
+
+
+def rescore(path, out, equivalents):
+    """An earlier run with the current equivalents table applied: a listed mutant becomes
+    EQUIVALENT whatever it did (its run's status is kept in ``ran``)."""
+    with open(path) as f:
+        report = json.load(f)
+    for m in report["mutants"]:
+        if m["id"] in equivalents and m["status"] != "EQUIVALENT":
+            m["ran"], m["status"], m["detail"] = m["status"], "EQUIVALENT", equivalents[m["id"]]
+    for package, p in report["packages"].items():
+        p.update(summarize([m for m in report["mutants"] if m["package"] == package]))
+    report["rescored_with"] = os.path.relpath(EQUIVALENTS, ROOT)
+    if out:
+        with open(out, "w") as f:
+            json.dump(report, f, indent=1)
+    print_summary(report)
+    return 0
+
+
 def main(argv=None):
     packages = backend_packages()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -505,7 +534,11 @@ def main(argv=None):
     ap.add_argument("--equivalents", default=EQUIVALENTS, help="table of equivalent mutants")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--json", help="write every result to this file")
+    ap.add_argument("--rescore", metavar="JSON",
+                    help="apply the equivalents table to an earlier run's JSON (no run; with --json)")
     args = ap.parse_args(argv)
+    if args.rescore:
+        return rescore(args.rescore, args.json, load_equivalents(args.equivalents))
 
     chosen = args.package or list(packages)
     if args.ids:
@@ -552,13 +585,7 @@ def main(argv=None):
                                            "seconds": round(time.perf_counter() - t0, 1),
                                            **summarize(results)}
             report["mutants"] += results
-    for package, p in report["packages"].items():
-        c = p["counts"]
-        rate = "n/a" if p["kill_rate"] is None else f"{100 * p['kill_rate']:.1f} %"
-        lo, hi = p["kill_rate_ci95"]
-        log(f"{package}: control {p['control']['status']}; {c['KILLED']} killed, {c['SURVIVED']} survived, "
-            f"{c['CRASH']} crashed, {c['TIMEOUT']} timed out, {c['EQUIVALENT']} equivalent; kill rate "
-            f"{rate} (95 % CI {100 * lo:.0f}-{100 * hi:.0f} %) of {p['sampled']} sampled from {p['population']}")
+    print_summary(report, log)
     if args.json:
         fileio.write_json(args.json, report)
     if broken:
