@@ -17,6 +17,8 @@ def add_arguments(parser):
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="planar + medium configs only")
     size.add_argument("--smoke", action="store_true", help="one tiny config, 2 rounds (CI)")
+    size.add_argument("--large", action="store_true",
+                      help=">= 20 000 examples or 784 features (incl. the conformance medium size)")
     parser.add_argument("--json", default=os.path.join(RESULTS, "bench.json"),
                         help="where to save the pytest-benchmark JSON (default: %(default)s); "
                              "the markdown table goes next to it (.md)")
@@ -35,7 +37,7 @@ def run(args):
         print(compare(*(load(p) for p in args.compare)))
         return 0
     if not args.render_only:
-        size = "smoke" if args.smoke else "quick" if args.quick else "full"
+        size = "smoke" if args.smoke else "quick" if args.quick else "large" if args.large else "full"
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         # -v prints one line per benchmark as it finishes: the progress display.
         # -p no:randomly: keep the configured order (pytest-randomly would shuffle it)

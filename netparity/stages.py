@@ -190,15 +190,16 @@ _expected_toy = lru_cache(maxsize=256)(_expected)
 _expected_big = lru_cache(maxsize=4)(_expected)
 
 
-def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False):
+def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False, E_p0=None):
     """The reference's run of ``batches`` (column indices into X, Y) from the float64
     parameters ``p0``: the last step's stages in ``dtype`` and in float64 (the oracle),
-    and every stage's bound, carried through the steps (tolerance.py)."""
+    and every stage's bound, carried through the steps (tolerance.py). ``E_p0``: the
+    initial parameters' error bound (default: their rounding to ``dtype``)."""
     prec = Precision(dtype, tf32)
     p_ref = R.tree_from_numpy(p0, dtype)
     s_ref = R.init_optimizer_state(p_ref, optimizer)
     p64, s64 = p0, R.init_optimizer_state(p0, optimizer)
-    E_P = input_bounds(p0, prec)
+    E_P = input_bounds(p0, prec) if E_p0 is None else E_p0
     E_S = {k: 0.0 if k == "t" else np.zeros_like(v) for k, v in s64.items()}
     costs = ([], [], [])
     for idx in batches:
