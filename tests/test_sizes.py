@@ -243,9 +243,9 @@ def test_precision_bug_hides_in_float32_at_medium_size_but_not_in_float64(monkey
     def bf16_dw(parameters, cache, X, Y, hidden="tanh", output="sigmoid"):
         grads = dict(real(parameters, cache, X, Y, hidden, output))
         m = X.shape[1]
-        for l in range(1, len(parameters) // 2 + 1):
-            dZ, A = grads[f"dZ{l}"], cache[f"A{l - 1}"]
-            grads[f"dW{l}"] = (dZ.to(torch.bfloat16) @ A.T.to(torch.bfloat16)).to(dZ.dtype) / m
+        for k in range(1, len(parameters) // 2 + 1):
+            dZ, A = grads[f"dZ{k}"], cache[f"A{k - 1}"]
+            grads[f"dW{k}"] = (dZ.to(torch.bfloat16) @ A.T.to(torch.bfloat16)).to(dZ.dtype) / m
         return grads
 
     monkeypatch.setattr(tm, "network_backward", bf16_dw)
