@@ -110,9 +110,9 @@ def full_cases():
                 ARCHS, OPTIMIZERS, ("full", "mini", "sgd"), (1, 5))]
 
 
-# the medium product (issue 17's): both outputs, relu (kinks) and tanh, gd and Adam, full
-# batch (reductions of 8000) and mini-batch, 1 and 3 steps, both dtypes, every mirror's
-# manual and autodiff paths
+# the medium product (issue 17's, and the idiomatic path): both outputs, relu (kinks) and
+# tanh, gd and Adam, full batch (reductions of 8000) and mini-batch, 1 and 3 steps, both
+# dtypes, every mirror's manual, autodiff and idiomatic paths
 MEDIUM = dict(dtypes=DTYPES, hidden=("relu", "tanh"), outputs=OUTPUTS, optimizers=("gd", "adam"),
               batches=("full", "mini"), steps=(1, 3))
 
@@ -126,7 +126,7 @@ def medium_cases():
     another, so its reference, oracle and bounds (seconds, ~200 MB) are computed once."""
     return [_medium(b, p, *config)
             for config in itertools.product(*MEDIUM.values())
-            for b in BACKENDS for p in paths(b, "manual", "autodiff")]
+            for b in BACKENDS for p in paths(b, "manual", "autodiff", "idiomatic")]
 
 
 def medium_slice():

@@ -24,7 +24,7 @@ from conftest import user_threads
 from netparity.compare import compare_stage, compare_stages
 from netparity.runner import run_case
 from netparity.stages import OPTIMIZER_CONFIGS, Case, expected_for, step_stages
-from netparity.tolerance import Unbounded, adam_step_limit, adam_update_change
+from netparity.tolerance import Precision, Unbounded, _act_bounds, adam_step_limit, adam_update_change
 
 # ------------------------------------------------- the carry is rigorous beyond first order
 
@@ -60,6 +60,50 @@ def test_carried_bounds_cover_exact_runs_from_perturbed_parameters(hidden, outpu
     bad = [r.line() for r in compare_stages(exp.oracle, moved, exp.bounds, order, None, factor=1.0)
            if not r.ok]
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("EZ", [1e-12, 1e-3, 1.0, 30.0])
+def test_activation_bound_covers_the_interval_also_in_the_tails(name, EZ):
+    """|g(z') - g(z)| for z' on a grid over z +- E_Z, against the bound, for z from -120 to 120:
+    in the tails (sigmoid(-90) = 8e-40) the change is tiny but relative to A it is E_Z,
+    and the bound must not round the slope to 0 there (it did: a float64 false alarm)."""
+    z = np.linspace(-120, 120, 2401)
+    exact = {"sigmoid": lambda x: np.exp(-np.logaddexp(0.0, -x)), "tanh": np.tanh}[name]
+    A = exact(z)
+    E = _act_bounds(name, z, A, np.full_like(z, EZ), Precision("float64"))
+    moved = [z + s * EZ for s in np.linspace(-1, 1, 21)]
+    # z + s E_Z rounds; count only points that are inside the interval after rounding
+    worst = np.max([np.where(np.abs(zs - z) <= EZ, np.abs(exact(zs) - A), 0.0) for zs in moved], axis=0)
+    assert np.all(worst <= E), (z[np.argmax(worst / E)], np.max(worst / E))
+    if EZ <= 1e-3:  # and not vacuous: within a factor 2 where the rounding term is small
+        tail = worst > 1e3 * Precision("float64").f * np.abs(A)
+        assert np.all(E[tail] <= 2 * worst[tail])
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_output_gradient_bound_covers_the_log_space_formula(output):
+    """dZL = A - Y as autodiff of the stable cost forms it, exp(z - lse(z)) - Y (JAX's
+    logaddexp JVP, log_softmax), against the direct A - Y, for logits up to +-200 in
+    float64: both within E of the exact value (at z = 33, exp(z - lse) rounds to 1.0
+    where sigmoid(z) = 1 - 3.4e-15: 30 ulps, a float64 false alarm before)."""
+    rng = np.random.RandomState(3)
+    n_y, m = (1, 400) if output == "sigmoid" else (4, 400)
+    X = rng.randn(3, m)
+    Y = ((rng.rand(1, m) > 0.5) * 1.0 if n_y == 1 else R.one_hot(rng.randint(0, n_y, m), n_y))
+    p = {"W1": rng.randn(n_y, 3) * 60, "b1": rng.randn(n_y, 1)}
+    gd = OPTIMIZER_CONFIGS["gd"]
+    exp = expected_for(p, X, Y, [np.arange(m)], "tanh", output, gd, "float64")
+    Z = exp.oracle["Z1"]
+    assert np.abs(Z).max() > 100
+    if output == "sigmoid":
+        logspace = np.exp(Z - np.logaddexp(Z, 0.0)) - Y
+    else:
+        top = Z.max(axis=0, keepdims=True)
+        logspace = np.exp(Z - (top + np.log(np.sum(np.exp(Z - top), axis=0, keepdims=True)))) - Y
+    assert np.abs(logspace - exp.oracle["dZ1"]).max() > 1e-15  # the formulas do differ
+    r = compare_stage("dZ1", exp.oracle["dZ1"], logspace, exp.bounds["dZ1"], "float64")
+    assert r.ok, r.line()
 
 
 @pytest.mark.parametrize("placement", ["corrected", "uncorrected"])
