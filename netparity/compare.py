@@ -16,10 +16,9 @@ A stage whose bound is ``tolerance.Unbounded`` (the literal cost where the dtype
 itself can overflow) is a named outcome, not a ratio: a non-finite value there is the
 formula's, reported as such; a non-finite reference value must still be matched exactly.
 
-On failure the message names the context (backend, path,
-device, dtype, configuration, step) and the first diverging stage in forward-then-backward
-order, with its neighbours, so the stage where the bug enters is named, not only the
-stages it contaminated.
+On failure the message names the context (backend, path, device, dtype, configuration,
+step) and the first diverging stage in forward-then-backward order, with its neighbours,
+so the stage where the bug enters is named, not only the stages it contaminated.
 """
 from dataclasses import dataclass, asdict
 import math

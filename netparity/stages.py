@@ -19,7 +19,6 @@ from netparity.stagenames import stage_order
 from netparity.tolerance import Precision, input_bounds, stage_bounds
 
 
-
 @dataclass(frozen=True)
 class Size:
     """One size of the matrix: its architectures (name -> hidden widths) and the data set
