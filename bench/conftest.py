@@ -1,4 +1,4 @@
-"""Benchmark options: ``--bench-size {smoke,quick,full}`` picks the configs (see
+"""Benchmark options: ``--bench-size {smoke,quick,large,full}`` picks the configs (see
 harness.SIZES); the machine's roofline peaks are stored in the JSON's machine_info, so a
 saved run can be rendered later against the machine that produced it."""
 import shutil
@@ -12,7 +12,7 @@ from harness import CONFIGS, SIZES
 def pytest_addoption(parser):
     parser.addoption("--bench-size", choices=list(SIZES), default="quick",
                      help="smoke: one tiny config, 2 rounds (CI); quick: planar + medium; "
-                          "full: every config")
+                          "large: >= 20 000 examples or 784 features; full: every config")
 
 
 @pytest.fixture(scope="session")

@@ -51,10 +51,15 @@ CONFIGS = {c.name: c for c in [
     Config("xlarge-2-1024-1x100000-f32", (2, 1024, 1), 100000, "float32", loop_steps=5),
     Config("mnist-784-128-10x4000-f32", (784, 128, 10), 4000, "float32", "softmax", loop_steps=10),
     Config("mnist-784-128-10x4000-f64", (784, 128, 10), 4000, "float64", "softmax", loop_steps=10),
+    # the conformance matrix's medium size (netparity.stages.SIZES["medium"], full batch)
+    Config("mnist-784-256-256-10x8000-f32", (784, 256, 256, 10), 8000, "float32", "softmax", loop_steps=5),
 ]}
 SIZES = {
     "smoke": ["tiny-2-4-1x64"],
     "quick": ["planar-2-4-1x400-f64", "planar-2-4-1x400-f32", "medium-2-64-64-1x4000-f64"],
+    # the sizes people train: >= 20 000 examples or 784 features
+    "large": ["large-2-256-1x20000-f32", "xlarge-2-1024-1x100000-f32", "mnist-784-128-10x4000-f32",
+              "mnist-784-128-10x4000-f64", "mnist-784-256-256-10x8000-f32"],
 }
 SIZES["full"] = SIZES["quick"] + [n for n in CONFIGS if n not in SIZES["quick"] + SIZES["smoke"]]
 

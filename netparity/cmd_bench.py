@@ -31,6 +31,8 @@ def add_arguments(parser):
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="planar + medium configs only")
     size.add_argument("--smoke", action="store_true", help="one tiny config, 2 rounds (CI)")
+    size.add_argument("--large", action="store_true",
+                      help=">= 20 000 examples or 784 features (incl. the conformance medium size)")
     parser.add_argument("--json", default=None,
                         help="where to save the pytest-benchmark JSON; the markdown table goes "
                              "next to it (.md). Default: DIR/bench.json with --plots DIR, else "
@@ -105,7 +107,7 @@ def run(args):
         problem = missing_requirements()
         if problem:
             raise UsageError(problem)
-        size = "smoke" if args.smoke else "quick" if args.quick else "full"
+        size = "smoke" if args.smoke else "quick" if args.quick else "large" if args.large else "full"
         if args.plots:
             os.makedirs(args.plots, exist_ok=True)  # checked creatable; it holds the JSON too
         rc = run_suite(args, size)

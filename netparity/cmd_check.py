@@ -22,7 +22,7 @@ GREEN, YELLOW, RED, BOLD, RESET = "\033[32m", "\033[33m", "\033[31m", "\033[1m",
 
 def add_arguments(parser):
     import reference as R
-    from netparity.stages import ARCHS, BATCH_SIZES, OPTIMIZER_CONFIGS
+    from netparity.stages import BATCH_SIZES, OPTIMIZER_CONFIGS, SIZES
 
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("--backend", action="append", choices=list(REGISTRY), default=None,
@@ -39,8 +39,13 @@ def add_arguments(parser):
                         help="hidden activation(s) (repeatable; default: tanh)")
     parser.add_argument("--output", action="append", choices=R.OUTPUT_ACTIVATIONS, default=None,
                         help="output activation(s) (repeatable; default: sigmoid)")
-    parser.add_argument("--arch", action="append", choices=list(ARCHS), default=None,
-                        help="architecture(s) (repeatable; default: shallow = the article's 2-4-1)")
+    parser.add_argument("--size", action="append", choices=list(SIZES), default=None,
+                        help="size(s) (repeatable; default: toy = the article's nets on 2-D data; "
+                             "medium = 784-256-256-10/-1 on 8000 examples)")
+    parser.add_argument("--arch", action="append", default=None,
+                        choices=sorted({a for s in SIZES.values() for a in s.archs}),
+                        help="architecture(s) (repeatable; default: the size's first: the toy "
+                             "shallow = the article's 2-4-1, the medium deep)")
     parser.add_argument("--optimizer", action="append", choices=list(OPTIMIZER_CONFIGS), default=None,
                         help="optimiser(s) (repeatable; default: gd)")
     from netparity.distributed import DP_BATCH_SIZES
@@ -63,7 +68,7 @@ def add_arguments(parser):
 def selected_cases(args):
     from netparity.runner import select_cases
     return select_cases(args.backend, args.path, args.device, args.dtype, args.hidden, args.output,
-                        args.arch, args.optimizer, args.batch, args.steps)
+                        args.arch, args.optimizer, args.batch, args.steps, args.size)
 
 
 # ---------------------------------------------------------------------------- output
@@ -79,7 +84,10 @@ def cell_text(r):
         return "-"
     if not math.isfinite(r.ratio):
         return "FAIL " + (r.note[:30] if r.note else "")
-    return f"{r.max_abs:.1e} {r.max_ulp:7.3g}u {r.ratio:.2g}x"
+    if r.named:
+        return "see note"
+    ulp = "-" if math.isnan(r.max_ulp) else f"{r.max_ulp:.3g}"  # no ulps near zero
+    return f"{r.max_abs:.1e} {ulp:>7}u {r.ratio:.2g}x"
 
 
 def render(outcomes, colour=False):
@@ -116,6 +124,9 @@ def render(outcomes, colour=False):
         for name, res, skip in cols:
             if res is None:
                 lines.append(f"  {name}: skipped ({skip})")
+        for note in dict.fromkeys(f"{r.stage}: {r.note}" for _, res, _ in cols
+                                  for r in (res or {}).values() if r.named):
+            lines.append(f"  note {note}")
     lines.append("")
     lines.append("cells: max abs error, max ULP distance, error/bound ratio (pass <= 1; the worse of "
                  "'vs reference, same dtype, bound 2E' and, for float32, 'vs float64 oracle, bound E')")
@@ -160,13 +171,17 @@ def run(args):
         return 2
     try:
         import torch
-        torch.set_num_threads(1)  # tiny matrices: more threads only add synchronisation
+        if all(c.size == "toy" for c in cases):
+            torch.set_num_threads(1)  # tiny matrices: more threads only add synchronisation
     except ImportError:
         pass
-    from netparity.runner import run_cases, summary
+    from netparity.runner import margins, run_cases, summary
     outcomes = run_cases(cases, progress=not args.no_progress)
     colour = sys.stdout.isatty() and not args.no_color and "NO_COLOR" not in os.environ
     print(render(outcomes, colour))
+    print("margin: worst error/bound per stage over every case (pass <= 1)")
+    for stage, (ratio, case_id) in margins(outcomes).items():
+        print(f"  {stage:>12}  {ratio:.3g}  ({case_id})")
     text, ok = summary(outcomes)
     print(text)
     if args.json:

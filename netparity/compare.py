@@ -3,15 +3,29 @@
 For each stage it checks structure (present, shape, dtype) before values, then measures
 max abs error, max relative error, ULP distance (in the compared dtype) and the ratio of
 the error to its bound from ``netparity.tolerance`` (elementwise, worst element). A
-stage passes when ratio <= 1. On failure the message names the context (backend, path,
-device, dtype, configuration, step) and the first diverging stage in forward-then-backward
-order, with its neighbours, so the stage where the bug enters is named, not only the
-stages it contaminated.
+stage passes when ratio <= 1.
+
+ULPs and relative errors are reported only where they mean something: at elements whose
+reference value is a normal number larger than its own error bound (so known to at least
+its leading bit). Elsewhere (values near zero, formed by cancellation at the stage's scale,
+e.g. 1e-30 next to 1) an error of one ulp of the stage's magnitude would read as 1e28 ulp:
+there the error is reported relative to the stage's magnitude (max |reference|) instead,
+and not in ULPs. The pass criterion, error <= bound, is the same everywhere.
+
+A stage whose bound is ``tolerance.Unbounded`` (the literal cost where the dtype's formula
+itself can overflow) is a named outcome, not a ratio: a non-finite value there is the
+formula's, reported as such; a non-finite reference value must still be matched exactly.
+
+On failure the message names the context (backend, path, device, dtype, configuration,
+step) and the first diverging stage in forward-then-backward order, with its neighbours,
+so the stage where the bug enters is named, not only the stages it contaminated.
 """
 from dataclasses import dataclass, asdict
 import math
 
 import numpy as np
+
+from netparity.tolerance import Unbounded
 
 
 @dataclass
@@ -28,11 +42,17 @@ class StageResult:
     def as_dict(self):
         return asdict(self)
 
+    @property
+    def named(self):
+        """A named outcome (no numeric bound applied): the note says what happened."""
+        return bool(self.note) and not math.isfinite(self.bound)
+
     def line(self):
-        if self.note and not math.isfinite(self.ratio):
+        if self.note and (self.named or not math.isfinite(self.ratio)):
             return f"{self.stage:>10}: {self.note}"
+        ulp = "- ulp" if math.isnan(self.max_ulp) else f"{self.max_ulp:.3g} ulp"
         return (f"{self.stage:>10}: max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, "
-                f"{self.max_ulp:.3g} ulp, {self.ratio:.3g} x bound {self.bound:.3g}"
+                f"{ulp}, {self.ratio:.3g} x bound {self.bound:.3g}"
                 + (f" ({self.note})" if self.note else ""))
 
 
@@ -57,27 +77,64 @@ def compare_stage(stage, ref, got, bound, dtype, factor=2.0):
     if dtype is not None and got.dtype.name != dtype:
         return StageResult(stage, False, ratio=math.inf, note=f"dtype {got.dtype.name} != expected {dtype}")
     r, g = ref.astype(np.float64), got.astype(np.float64)
-    E = np.broadcast_to(np.asarray(bound, dtype=np.float64) * factor, r.shape)
     finite = np.isfinite(r)
-    # non-finite reference values (the literal cost at saturation) must be matched exactly
-    same_nonfinite = np.where(finite, True, (np.isnan(r) & np.isnan(g)) | (r == g))
-    if not np.all(same_nonfinite):
-        return StageResult(stage, False, ratio=math.inf,
-                           note=f"non-finite mismatch: reference {r[~same_nonfinite].ravel()[:3]}, "
-                                f"backend {g[~same_nonfinite].ravel()[:3]}")
-    err = np.where(finite, np.abs(g - r), 0.0)
-    err = np.where(np.isnan(err), np.inf, err)  # backend nan where the reference is finite
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(err == 0, 0.0, err / E)
-        rel = np.where(err == 0, 0.0, err / np.abs(r))
-        spacing = np.spacing(np.abs(r).astype(dtype or got.dtype.name)).astype(np.float64)
-        ulp = np.where(err == 0, 0.0, err / spacing)
-    if err.size == 0:
+    if isinstance(bound, Unbounded):
+        return _unbounded(stage, r, g, finite, bound)
+    E = np.broadcast_to(np.asarray(bound, dtype=np.float64) * factor, r.shape)
+    if r.size == 0:
         return StageResult(stage, True)
+    # non-finite reference values (the literal cost at saturation) must be matched exactly
+    all_finite = bool(finite.all())
+    if not all_finite:
+        same_nonfinite = np.where(finite, True, (np.isnan(r) & np.isnan(g)) | (r == g))
+        if not np.all(same_nonfinite):
+            return _nonfinite_mismatch(stage, r, g, same_nonfinite)
+    err = np.asarray(np.abs(g - r))  # a 0-d array, not a scalar, for the cost
+    if not all_finite:
+        err[~finite] = 0.0
+    err[np.isnan(err)] = np.inf  # backend nan where the reference is finite
+    nonzero = err > 0
+    ratio = np.divide(err, E, out=np.zeros_like(err), where=nonzero)
+    max_rel, max_ulp = _rel_and_ulp(r, err, nonzero, finite, E / factor, dtype or got.dtype.name)
     worst = np.unravel_index(np.argmax(ratio), ratio.shape)
     max_ratio = float(ratio[worst])
-    return StageResult(stage, bool(max_ratio <= 1.0), max_abs=float(err.max()), max_rel=float(rel.max()),
-                       max_ulp=float(ulp.max()), bound=float(E[worst]), ratio=max_ratio)
+    return StageResult(stage, bool(max_ratio <= 1.0), max_abs=float(err.max()), max_rel=max_rel,
+                       max_ulp=max_ulp, bound=float(E[worst]), ratio=max_ratio)
+
+
+def _nonfinite_mismatch(stage, r, g, same):
+    return StageResult(stage, False, ratio=math.inf,
+                       note=f"non-finite mismatch: reference {r[~same].ravel()[:3]}, "
+                            f"backend {g[~same].ravel()[:3]}")
+
+
+def _rel_and_ulp(r, err, nonzero, finite, E, dtype):
+    """(max relative error, max ULP distance): relative to |reference| and in ULPs of the
+    dtype where the reference is a normal number above its own bound E; elsewhere relative
+    to the stage's magnitude and no ULPs (nan when no element qualifies)."""
+    a = np.abs(r) if finite.all() else np.where(finite, np.abs(r), 0.0)
+    scale = float(a.max())
+    known = (a >= np.finfo(dtype).tiny) & (a > E)
+    rel = np.divide(err, np.where(known, a, scale), out=np.zeros_like(err), where=nonzero)
+    if not known.any():
+        return float(rel.max()), math.nan
+    # one ulp of a normal x in the dtype is 2^(e - p) with x = f 2^e, f in [0.5, 1)
+    _, e = np.frexp(a)
+    ulp = np.ldexp(np.where(known, err, 0.0), np.finfo(dtype).nmant + 1 - e)
+    return float(rel.max()), float(ulp.max())
+
+
+def _unbounded(stage, r, g, finite, bound):
+    """The named outcome of a stage the rounding model cannot bound (tolerance.Unbounded)."""
+    same_nonfinite = np.where(finite, True, (np.isnan(r) & np.isnan(g)) | (r == g))
+    if not np.all(same_nonfinite):  # the reference's own overflow must be reproduced
+        return _nonfinite_mismatch(stage, r, g, same_nonfinite)
+    overflowed = not np.all(np.isfinite(g))
+    both = finite & np.isfinite(g)
+    err = np.where(both, np.abs(g - r), 0.0)
+    return StageResult(stage, True, max_abs=float(err.max()) if err.size else 0.0,
+                       max_rel=math.nan, max_ulp=math.nan, bound=math.inf, ratio=0.0,
+                       note=bound.overflowed if overflowed else bound.finite)
 
 
 def compare_stages(ref, got, bounds, order, dtype, factor=2.0):

@@ -118,46 +118,63 @@ def run_case(case):
     if reason:
         return CaseResult(case, skipped=reason)
     exp = expected(case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch,
-                   case.steps, case.tf32)
+                   case.steps, case.tf32, case.size)
     with precision_mode(tf32=case.tf32):
         got = run_backend(case)
     return compare_case(case, got, exp)
 
 
 def run_cases(cases, progress=True):
-    """[CaseResult] for every case, with a progress bar on stderr."""
+    """[CaseResult] for every case (in the order given), with a progress bar on stderr.
+    The cases run grouped by configuration, so each configuration's reference, oracle and
+    bounds are computed once (a medium one's take seconds and ~200 MB: few are cached)."""
     from tqdm import tqdm
-    return [run_case(c) for c in tqdm(cases, desc="check", unit="case", file=sys.stderr,
-                                      disable=not progress, leave=False)]
+    order = sorted(range(len(cases)), key=lambda i: config_key(cases[i]))
+    results = [None] * len(cases)
+    for i in tqdm(order, desc="check", unit="case", file=sys.stderr, disable=not progress,
+                  leave=False):
+        results[i] = run_case(cases[i])
+    return results
 
 
 def select_cases(backends=None, paths=None, devices=None, dtypes=None, hidden=None, output=None,
-                 arch=None, optimizer=None, batch=None, steps=None):
+                 arch=None, optimizer=None, batch=None, steps=None, sizes=None):
     """The product of the given axes (None: the default of that axis: the mirrors, manual
-    and autodiff, cpu, float64 and float32, the article's tanh/sigmoid 2-4-1, gd, full
-    batch, one step). A path a backend does not have is left out, not skipped."""
-    from netparity.stages import Case
-    axes = [backends or mirrors(), paths or DEFAULT_PATHS, devices or ["cpu"], dtypes or DTYPES,
-            hidden or ["tanh"], output or ["sigmoid"], arch or ["shallow"], optimizer or ["gd"],
-            batch or ["full"], steps or [1]]
-    for p in axes[1]:
+    and autodiff, cpu, float64 and float32, tanh/sigmoid, the size's first architecture
+    (toy: the article's 2-4-1), gd, full batch, one step, the toy size). A path a backend
+    does not have, or an architecture a size does not have, is left out, not skipped."""
+    from netparity.stages import Case, SIZES
+    paths, sizes = paths or DEFAULT_PATHS, sizes or ["toy"]
+    for p in paths:
         if p not in PATHS:
             raise ValueError(f"unknown path {p!r}; expected one of {', '.join(PATHS)}")
-    return [Case(*combo) for combo in itertools.product(*axes)
-            if combo[1] in backend_spec(combo[0]).paths]
+    for s in sizes:
+        if s not in SIZES:
+            raise ValueError(f"unknown size {s!r}; expected one of {', '.join(SIZES)}")
+    out = []
+    for size in sizes:
+        archs = SIZES[size].archs
+        axes = [backends or mirrors(), paths, devices or ["cpu"], dtypes or DTYPES,
+                hidden or ["tanh"], output or ["sigmoid"], arch or [next(iter(archs))],
+                optimizer or ["gd"], batch or ["full"], steps or [1]]
+        out += [Case(*combo, size=size) for combo in itertools.product(*axes)
+                if combo[1] in backend_spec(combo[0]).paths and combo[6] in archs]
+    return out
 
 
 # ------------------------------------------------------------------ presenting results
 
 def config_key(case):
     """What the columns of one table share: everything but backend, path and device."""
-    return (case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch, case.steps)
+    return (case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch, case.steps,
+            case.tf32, case.size)
 
 
 def config_title(case):
     if getattr(case, "title", None):  # a case that names itself (netparity.distributed.DPCase)
         return case.title
-    dims = "x".join(map(str, case.layer_dims()))
+    size = getattr(case, "size", "toy")
+    dims = ("" if size == "toy" else f"{size} ") + "x".join(map(str, case.layer_dims()))
     return (f"{case.dtype} {case.hidden}/{case.output} {dims} {case.optimizer} {case.batch} "
             f"{case.steps} step{'s' if case.steps != 1 else ''}")
 
@@ -166,6 +183,20 @@ def column_name(case):
     if getattr(case, "column", None):  # a case that names itself (netparity.distributed.DPCase)
         return case.column
     return f"{case.backend}/{case.path}" + ("" if case.device == "cpu" else f"@{case.device}")
+
+
+def margins(results):
+    """stage -> (worst error/bound ratio over every case that ran, that case's id): how far
+    the measured errors stay inside their bounds (1 / ratio is the margin). Named outcomes
+    (no numeric bound) are left out."""
+    out = {}
+    for res in results:
+        if not res.ran:
+            continue
+        for _, r in res.rows():
+            if not r.named and (r.stage not in out or r.ratio > out[r.stage][0]):
+                out[r.stage] = (r.ratio, res.case.id)
+    return out
 
 
 def summary(results):

@@ -18,8 +18,25 @@ from netparity.backends import get_backend
 from netparity.stagenames import stage_order
 from netparity.tolerance import Precision, input_bounds, stage_bounds
 
-# "deep" has a square layer (W2 is 4x4), where a transposed weight keeps its shape
-ARCHS = {"shallow": (4,), "deep": (4, 4, 3)}
+
+@dataclass(frozen=True)
+class Size:
+    """One size of the matrix: its architectures (name -> hidden widths) and the data set
+    of each output activation. The first architecture is the size's default."""
+    archs: dict
+    data: dict
+
+
+SIZES = {
+    # the article's nets on its 2-D sets; "deep" has a square layer (W2 is 4x4), where a
+    # transposed weight keeps its shape
+    "toy": Size({"shallow": (4,), "deep": (4, 4, 3)}, {"sigmoid": "planar", "softmax": "spirals"}),
+    # the sizes people train: 784-256-256-10 / -1 on 8000 MNIST-shaped examples; reductions
+    # of 784, 256 and 8000 terms, which BLAS blocks and splits over threads; W2 is square
+    # (256x256) for the same reason as the toy "deep"
+    "medium": Size({"deep": (256, 256)}, {"sigmoid": "blobs784_binary", "softmax": "blobs784"}),
+}
+ARCHS = SIZES["toy"].archs   # the toy architectures (the default size's)
 BATCH_SIZES = {"full": None, "mini": 64, "sgd": 1}
 OPTIMIZER_CONFIGS = {
     "gd": R.Optimizer("gd", learning_rate=0.5),
@@ -41,18 +58,20 @@ class Case:
     batch: str = "full"
     steps: int = 1
     tf32: bool = False
+    size: str = "toy"             # one of SIZES
 
     @property
     def data(self):
-        return "planar" if self.output == "sigmoid" else "spirals"
+        return SIZES[self.size].data[self.output]
 
     def layer_dims(self):
         X, Y = dataset(self.data)
-        return (X.shape[0],) + ARCHS[self.arch] + (Y.shape[0],)
+        return (X.shape[0],) + SIZES[self.size].archs[self.arch] + (Y.shape[0],)
 
     @property
     def id(self):
-        dims = "x".join(map(str, self.layer_dims()))
+        # the size is named only where it is not the toy one (the toy ids predate the axis)
+        dims = ("" if self.size == "toy" else f"{self.size}-") + "x".join(map(str, self.layer_dims()))
         prec = "tf32" if self.tf32 else self.dtype
         return (f"{self.backend}-{self.path}-{self.device}-{prec}-{self.hidden}-{self.output}-{dims}"
                 f"-{self.optimizer}-{self.batch}-{self.steps}step")
@@ -149,28 +168,40 @@ class Expected:
     costs_bound: list = field(default_factory=list)   # ... and its bound E
 
 
-@lru_cache(maxsize=256)
-def expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32=False):
+def expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32=False, size="toy"):
     """Reference (same dtype), float64 oracle and bounds for a configuration, shared by
-    every backend, path and device of that configuration."""
+    every backend, path and device of that configuration (cached)."""
+    cached = _expected_toy if size == "toy" else _expected_big
+    return cached(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size)
+
+
+def _expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size):
     case = Case("numpy", dtype=dtype, hidden=hidden, output=output, arch=arch,
-                optimizer=optimizer, batch=batch, steps=steps, tf32=tf32)
+                optimizer=optimizer, batch=batch, steps=steps, tf32=tf32, size=size)
     X, Y = dataset(case.data)
     return expected_for(initial_parameters(case), X, Y, batch_sequence(case), hidden, output,
                         OPTIMIZER_CONFIGS[optimizer], dtype, tf32)
 
 
-def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False, workers=1):
+# a medium configuration's stages and bounds take ~200 MB (the full batch's caches in three
+# versions): keep only the last few (cases of one configuration run one after another)
+_expected_toy = lru_cache(maxsize=256)(_expected)
+_expected_big = lru_cache(maxsize=4)(_expected)
+
+
+def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False, E_p0=None,
+                 workers=1):
     """The reference's run of ``batches`` (column indices into X, Y) from the float64
     parameters ``p0``: the last step's stages in ``dtype`` and in float64 (the oracle),
-    and every stage's bound, carried through the steps (tolerance.py). ``workers`` > 1:
-    the bounds of a data-parallel run whose batch means are reduced over that many
+    and every stage's bound, carried through the steps (tolerance.py). ``E_p0``: the
+    initial parameters' error bound (default: their rounding to ``dtype``). ``workers``
+    > 1: the bounds of a data-parallel run whose batch means are reduced over that many
     workers (tolerance.reduction_roundings)."""
     prec = Precision(dtype, tf32)
     p_ref = R.tree_from_numpy(p0, dtype)
     s_ref = R.init_optimizer_state(p_ref, optimizer)
     p64, s64 = p0, R.init_optimizer_state(p0, optimizer)
-    E_P = input_bounds(p0, prec)
+    E_P = input_bounds(p0, prec) if E_p0 is None else E_p0
     E_S = {k: 0.0 if k == "t" else np.zeros_like(v) for k, v in s64.items()}
     costs = ([], [], [])
     for idx in batches:
@@ -179,7 +210,8 @@ def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False
                                         Yb.astype(dtype), hidden, output, optimizer)
         oracle, new64, news64 = step_stages(R, "manual", None, p64, s64, Xb, Yb, hidden, output,
                                             optimizer)
-        _, cache64 = R.network_forward(Xb, p64, hidden, output)
+        L = len(p64) // 2
+        cache64 = {"A0": Xb, **{f"{p}{l}": oracle[f"{p}{l}"] for l in range(1, L + 1) for p in "ZA"}}
         grads64 = {k: oracle[k] for k in oracle if k.startswith("d")}
         bounds, E_P, E_S = stage_bounds(p64, s64, Xb, Yb, cache64, grads64, new64, news64,
                                         E_P, E_S, hidden, output, optimizer, prec, workers=workers)

@@ -22,9 +22,14 @@ Every backend's result x_b and the reference's x_r in the same dtype obey
 lower-precision result is also checked against the float64 oracle with |x_b - x64| <= E.
 The suite reports measured error / bound: on correct code it is typically 1e-3..1e-1
 (worst-case bounds are pessimistic by ~sqrt(K) or more), a plausible bug gives >> 1.
-Where the bound cannot be linearised (a relu kink within E of z, the literal cost at
-saturation) the bound grows accordingly (kink: the jump of g') or is inf (then
-non-finite values must match exactly).
+The carry over several steps is not linearised: after a few float32 Adam steps at the
+sizes people train a parameter's error can be as large as a step (a gradient near zero
+flips its sign), so every non-linear map is bounded over the whole interval of its
+inputs (products keep E_A E_B; activations and costs take their steepest slope on the
+interval; a relu unit whose branch may flip passes the backend's own dA; Adam's step is
+bounded over the box of its moments and by its step limit). Where the float formula
+itself can overflow (the literal cost once A rounds to 0 or 1) the bound is
+``Unbounded``: a named outcome, not a ratio (docs/tolerances.md).
 """
 from dataclasses import dataclass
 
@@ -76,10 +81,21 @@ def _abs(x):
     return np.abs(np.asarray(x, dtype=np.float64))
 
 
-def _matmul_bound(A, B, EA, EB, prec):
-    """E(A @ B) from input bounds and the rounding of the product itself."""
+def _matmul_bound(A, B, EA, EB, prec, extra=0.0):
+    """E(A @ B) from input bounds and the rounding of the product itself, exact in the input
+    errors (second order kept: after a few steps E need not be small):
+
+        |fl((A + dA)(B + dB)) - A B| <= |A| E_B + E_A |B| + E_A E_B + c (|A| + E_A)(|B| + E_B)
+                                      = |A| ((1 + c) E_B + c |B|) + (1 + c) E_A (|B| + E_B)
+
+    with c = gamma_K (+ TF32 input rounding) + ``extra`` (one more rounding of the result,
+    e.g. adding b or dividing by m). Two products instead of three or four."""
+    c = prec.matmul_factor(A.shape[1]) + extra
     aA, aB = _abs(A), _abs(B)
-    return aA @ EB + EA @ aB + prec.matmul_factor(A.shape[1]) * (aA @ aB)
+    out = aA @ ((1 + c) * EB + c * aB)
+    if np.any(EA):  # float64 inputs are exact: E_X = 0
+        out += (1 + c) * (EA @ (aB + EB))
+    return out
 
 
 def input_bounds(tree, prec):
@@ -88,27 +104,50 @@ def input_bounds(tree, prec):
     return {k: u * _abs(v) if not isinstance(v, int) else 0.0 for k, v in tree.items()}
 
 
-def _act_bounds(name, Z, A, EZ, prec):
-    """E(A) for A = g(Z): |g'(Z)| E_Z plus the rounding of g."""
+def _slope_at(name, x):
+    """g'(x) for x >= 0, to full relative accuracy also where g(x) rounds to 1 (the
+    textbook g (1 - g) and 1 - g^2 are then 0, while the slope, e^-x or 4 e^-2x, is not)."""
     if name == "sigmoid":
-        return A * (1 - A) * EZ + prec.f * _abs(A)
-    if name == "tanh":
-        return (1 - A * A) * EZ + prec.f * _abs(A)
+        e = np.exp(-x)
+        return e / (1 + e) ** 2
+    e = np.exp(-2 * x)
+    return 4 * e / (1 + e) ** 2
+
+
+def _act_bounds(name, Z, A, EZ, prec):
+    """E(A) for A = g(Z): the largest change of g over [Z - E_Z, Z + E_Z] plus the rounding
+    of g. Not the linearisation |g'(Z)| E_Z: after a few steps E_Z need not be small.
+    sigmoid, tanh: g' is even and falls with |z|, so its maximum on the interval is at the
+    point nearest 0, |z_c| = max(|Z| - E_Z, 0); the change is at most that slope times E_Z
+    (and at most the range of g). relu, leaky: Lipschitz 1, exact otherwise."""
+    if name in ("sigmoid", "tanh"):
+        zc = np.maximum(_abs(Z) - EZ, 0.0)
+        span = 1.0 if name == "sigmoid" else 2.0
+        return np.minimum(_slope_at(name, zc) * EZ, span) + prec.f * _abs(A)
     if name in ("relu", "leaky_relu"):
-        return EZ  # Lipschitz 1, exact otherwise
-    # softmax, per column: |dA_j| <= A_j (E_Z_j + sum_k A_k E_Z_k) + rounding of the sum
+        return EZ
+    # softmax, per column: A'_j = A_j e^{e_j} / sum_k A_k e^{e_k} with |e_k| <= E_k, so
+    # (Jensen for the lower side) |A'_j - A_j| <= A_j (exp(E_j + lse_k(log A_k + E_k)) - 1),
+    # at most 1; to first order A_j (E_j + sum_k A_k E_k). Plus the rounding of exp and the sum.
     k = Z.shape[0]
-    return A * (EZ + np.sum(A * EZ, axis=0, keepdims=True)) + (prec.f + prec.gamma(k)) * A
+    with np.errstate(divide="ignore"):
+        logA = np.log(A)
+    top = np.max(logA + EZ, axis=0, keepdims=True)
+    lse = top + np.log(np.sum(np.exp(logA + EZ - top), axis=0, keepdims=True))
+    x = EZ + lse
+    change = np.where(x < 700, A * np.expm1(np.minimum(x, 700.0)), np.where(A > 0, 1.0, 0.0))
+    return np.minimum(change, 1.0) + (prec.f + prec.gamma(k)) * A
 
 
 def _act_grad_bounds(name, Z, A, EZ, EA, prec):
-    """(g'(Z), E(g'(Z))) as the backends compute it (from A for sigmoid/tanh)."""
+    """(g'(Z), E(g'(Z))) as the backends compute it (from A for sigmoid/tanh), exact in E_A:
+    |a'(1 - a') - a(1 - a)| <= E_A (|1 - 2a| + E_A), |a'^2 - a^2| <= E_A (2|a| + E_A)."""
     if name == "sigmoid":
         d = A * (1 - A)
-        return d, _abs(1 - 2 * A) * EA + 3 * prec.u * d
+        return d, EA * (_abs(1 - 2 * A) + EA) + 3 * prec.u * d
     if name == "tanh":
         d = 1 - A * A
-        return d, 2 * _abs(A) * EA + 3 * prec.u * (1 + A * A)
+        return d, EA * (2 * _abs(A) + EA) + 3 * prec.u * (1 + A * A)
     slope = 0.0 if name == "relu" else 0.01
     d = np.where(Z > 0, 1.0, slope)
     # where z is within its own error of the kink, the backend may take either branch
@@ -121,17 +160,41 @@ def forward_bounds(params, cache, E_params, E_X, hidden, output, prec):
     E = {"A0": E_X}
     for l in range(1, L + 1):
         W, b, A_prev = params[f"W{l}"], params[f"b{l}"], cache[f"A{l - 1}"]
-        EZ = (_matmul_bound(W, A_prev, E_params[f"W{l}"], E["A" + str(l - 1)], prec)
-              + E_params[f"b{l}"] + prec.u * (_abs(W) @ _abs(A_prev) + _abs(b)))
+        # the rounding of "+ b" is u |W A + b|: one more rounding on the product, plus u |b|
+        EZ = (_matmul_bound(W, A_prev, E_params[f"W{l}"], E["A" + str(l - 1)], prec, extra=prec.u)
+              + E_params[f"b{l}"] * (1 + prec.u) + prec.u * _abs(b))
         name = output if l == L else hidden
         E[f"Z{l}"] = EZ
         E[f"A{l}"] = _act_bounds(name, cache[f"Z{l}"], cache[f"A{l}"], EZ, prec)
     return E
 
 
+@dataclass(frozen=True)
+class Unbounded:
+    """The bound of a stage whose value the rounding model cannot bound: in the dtype it may
+    be non-finite where the exact value is finite (the literal cost once A rounds to exactly
+    0 or 1: log 0). The comparison then reports the named outcome instead of a ratio; a
+    non-finite reference value must still be matched exactly (same formula, same result)."""
+    overflowed: str   # the outcome when the compared value is non-finite
+    finite: str       # ... and when it is finite (not compared)
+
+
+def literal_cost_saturation(A, EA, output, prec):
+    """Where the literal cost's logs may see exactly 0 in the dtype: A within its error of
+    the dtype's smallest normal number (below it the relative rounding model fails and exp
+    underflows to 0), and for sigmoid also 1 - A within E_A + u of 0 (A rounds to 1)."""
+    tiny = float(np.finfo(prec.dtype).tiny)
+    near0 = A - EA <= tiny
+    if output == "sigmoid":
+        return near0 | (1 - A - EA <= prec.u)
+    return near0
+
+
 def cost_bounds(cache, Y, E, output, cost, prec, extra_roundings=0):
-    """Bound on the scalar cost (a 0-d array). ``extra_roundings``: of a data-parallel
-    reduction of the batch mean (``reduction_roundings``)."""
+    """Bound on the scalar cost (a 0-d array), or ``Unbounded`` for the literal cost where
+    it may saturate. Not linearised: the cost's slope is bounded over the whole interval
+    of the logits / activations, as for the activations. ``extra_roundings``: of a
+    data-parallel reduction of the batch mean (``reduction_roundings``)."""
     L = (len(cache) - 1) // 2
     Z, A, EZ, EA = cache[f"Z{L}"], cache[f"A{L}"], E[f"Z{L}"], E[f"A{L}"]
     m, k = Y.shape[1], Y.shape[0]
@@ -140,20 +203,26 @@ def cost_bounds(cache, Y, E, output, cost, prec, extra_roundings=0):
         terms = np.abs(np.maximum(Z, 0)) + np.abs(Z * Y) + np.log1p(np.exp(-np.abs(Z)))
         if output == "softmax":
             terms = terms + np.abs(Z).max(axis=0, keepdims=True) + np.log(k)
-        return np.asarray((np.sum(np.abs(A - Y) * EZ) + red * np.sum(terms)) / m)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if output == "sigmoid":
-            dl = Y / A + (1 - Y) / (1 - A)
-            terms = np.abs(Y * np.log(A)) + np.abs((1 - Y) * np.log(1 - A))
-            # (1 - A) is formed in the dtype: relative error u/(1 - A) before the log
-            extra = (1 - Y) * prec.u * A / (1 - A)
-        else:
-            dl = Y / A
-            terms = np.abs(Y * np.log(A))
-            extra = 0.0
-        terms = np.nan_to_num(terms, nan=0.0)
-        dl = np.nan_to_num(dl, nan=0.0)
-        return np.asarray((np.sum(dl * EA + extra) + red * np.sum(terms)) / m)
+        # d cost / d z_j = A_j - Y_j (/m), at most |A - Y| + E_A (and 1) on the interval
+        slope = np.minimum(np.abs(A - Y) + EA, 1.0)
+        return np.asarray((np.sum(slope * EZ) + red * np.sum(terms)) / m)
+    if np.any(literal_cost_saturation(A, EA, output, prec)):
+        what = "A = 0 exactly" if output == "softmax" else "A = 0 or 1 exactly"
+        return Unbounded(
+            f"literal cost overflows in {prec.dtype} ({what}); the stable cost is compared",
+            f"literal cost not compared: A is within its error of {'0' if output == 'softmax' else '0 or 1'} "
+            f"in {prec.dtype}, where log overflows; the stable cost is compared")
+    # |log a' - log a| <= E_A / (A - E_A) on the interval (A - E_A > 0 here)
+    if output == "sigmoid":
+        dl = Y / (A - EA) + (1 - Y) / (1 - A - EA)
+        terms = np.abs(Y * np.log(A)) + np.abs((1 - Y) * np.log(1 - A))
+        # (1 - A) is formed in the dtype: relative error u/(1 - A) before the log
+        extra = (1 - Y) * prec.u * A / (1 - A - EA)
+    else:
+        dl = Y / (A - EA)
+        terms = np.abs(Y * np.log(A))
+        extra = 0.0
+    return np.asarray((np.sum(dl * EA + extra) + red * np.sum(terms)) / m)
 
 
 def backward_bounds(params, cache, grads, E_params, E, hidden, output, prec, extra_roundings=0):
@@ -162,23 +231,37 @@ def backward_bounds(params, cache, grads, E_params, E, hidden, output, prec, ext
     L = len(params) // 2
     m = cache["A0"].shape[1]
     G = {}
-    EdZ = E[f"A{L}"] + prec.u * _abs(grads[f"dZ{L}"])
+    ZL, AL = cache[f"Z{L}"], cache[f"A{L}"]
+    # dZL = A - Y, formed directly or (autodiff of the stable cost) in log space,
+    # A = exp(z - lse(z)) (jnp.logaddexp's JVP, log_softmax): the exponent's rounding,
+    # u (|z| + |lse|), is a relative error of A (33 ulps at z = 33 in float64)
+    if output == "softmax":
+        top = ZL.max(axis=0, keepdims=True)
+        lse = top + np.log(np.sum(np.exp(ZL - top), axis=0, keepdims=True))
+    else:
+        lse = np.logaddexp(ZL, 0.0)
+    EdZ = (E[f"A{L}"] * (1 + prec.u) + prec.u * _abs(grads[f"dZ{L}"])
+           + prec.u * (_abs(ZL) + _abs(lse)) * _abs(AL))
     for l in range(L, 0, -1):
         dZ, A_prev, W = grads[f"dZ{l}"], cache[f"A{l - 1}"], params[f"W{l}"]
         G[f"dZ{l}"] = EdZ
-        # dZ A^T / m: the division by m is one more rounding (u), inside the gamma
-        G[f"dW{l}"] = (_matmul_bound(dZ, A_prev.T, EdZ, E[f"A{l - 1}"].T, prec)
-                       + (1 + extra_roundings) * prec.u * (_abs(dZ) @ _abs(A_prev.T))) / m
+        # dZ A^T / m: the division by m is one more rounding (u); a data-parallel
+        # reduction adds ``extra_roundings`` more to each term of the mean
+        G[f"dW{l}"] = _matmul_bound(dZ, A_prev.T, EdZ, E[f"A{l - 1}"].T, prec,
+                                    extra=(1 + extra_roundings) * prec.u) / m
         G[f"db{l}"] = (np.sum(EdZ, axis=1, keepdims=True)
                        + (prec.gamma(m + 1) + extra_roundings * prec.u)
-                       * np.sum(_abs(dZ), axis=1, keepdims=True)) / m
+                       * np.sum(_abs(dZ) + EdZ, axis=1, keepdims=True)) / m
         EdA = _matmul_bound(W.T, dZ, E_params[f"W{l}"].T, EdZ, prec)
         G[f"dA{l - 1}"] = EdA
         if l > 1:
             Zp, Ap = cache[f"Z{l - 1}"], cache[f"A{l - 1}"]
             d, Ed = _act_grad_bounds(hidden, Zp, Ap, E[f"Z{l - 1}"], E[f"A{l - 1}"], prec)
-            dA = grads[f"dA{l - 1}"]
-            EdZ = EdA * _abs(d) + _abs(dA) * Ed + prec.u * _abs(dA * d)
+            adA, ad = _abs(grads[f"dA{l - 1}"]), _abs(d)
+            # |dA' g'' - dA g'| <= E_dA (|g'| + E_g') + |dA| E_g': the product E_dA E_g' is
+            # not second-order small at a relu kink, where E_g' is the jump of g' (a unit
+            # whose branch flips passes on the backend's own dA, not the oracle's 0)
+            EdZ = EdA * (ad + Ed) + adA * Ed + prec.u * (adA + EdA) * (ad + Ed)
     return G
 
 
@@ -186,6 +269,35 @@ def _pow_rel(beta, t, prec):
     """Relative error of c = 1 - beta^t computed in the dtype (cancellation when t small)."""
     c = 1 - beta ** t
     return (ULPS_TRANSCENDENTAL * prec.u * beta ** t + prec.u) / c
+
+
+def adam_step_limit(optimizer, t):
+    """The largest |update| of bias-corrected Adam at step t, for any gradients (Cauchy-Schwarz
+    on m_t = sum_i a_i g_i, v_t = sum_i w_i g_i^2, a_i = (1 - b1) b1^(t-i), w_i = (1 - b2) b2^(t-i)):
+        |m_t| <= sqrt(sum_i a_i^2 / w_i) sqrt(v_t),  so  |update| <= lr sqrt(1 - b2^t) / (1 - b1^t)
+        sqrt(sum_i a_i^2 / w_i)      (1.0 at t = 1, 1.004 at t = 3, 7.27 as t -> infinity)
+    Both placements of epsilon obey it (epsilon only shrinks the step)."""
+    b1, b2 = optimizer.beta1, optimizer.beta2
+    i = np.arange(1, t + 1)
+    a2_over_w = (1 - b1) ** 2 * b1 ** (2.0 * (t - i)) / ((1 - b2) * b2 ** (t - i + 0.0))
+    return np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * np.sqrt(np.sum(a2_over_w))
+
+
+def adam_update_change(v, s, Ev, Es, K, q, eps):
+    """(E, |update|) for the update K v / (sqrt(q s) + eps) when v and s are off by up to
+    Ev, Es (elementwise; v may have either sign, s >= 0). Not linearised: its slope in s is
+    unbounded as s -> 0, where a gradient near zero flips the sign of the step. With
+    r = sqrt(q s) and r' anywhere in [r_lo, r_hi] = sqrt(q [max(s - E_s, 0), s + E_s]):
+
+        |v'/(r' + eps) - v/(r + eps)| <= E_v / (r_lo + eps) + |v| |r' - r| / ((r' + eps)(r + eps))
+
+    whose second term is largest at r' = r_lo (below r) or r' = r_hi (above)."""
+    v = _abs(v)
+    r = np.sqrt(q * s)
+    r_lo, r_hi = np.sqrt(q * np.maximum(s - Es, 0.0)), np.sqrt(q * (s + Es))
+    den, den_lo = r + eps, r_lo + eps
+    shift = np.maximum((r - r_lo) / den_lo, (r_hi - r) / (r_hi + eps))
+    return K * (Ev / den_lo + v * shift / den), K * v / den
 
 
 def optimizer_bounds(params, grads, state, new_params, new_state, E_params, E_grads, E_state,
@@ -212,26 +324,20 @@ def optimizer_bounds(params, grads, state, new_params, new_state, E_params, E_gr
             continue
         b1, b2, eps = optimizer.beta1, optimizer.beta2, optimizer.epsilon
         Ev_new = b1 * E_state[f"vd{k}"] + (1 - b1) * Eg + 3 * u * (b1 * _abs(state[f"vd{k}"]) + (1 - b1) * ag)
-        Es_new = (b2 * E_state[f"sd{k}"] + (1 - b2) * 2 * ag * Eg
+        # |g'^2 - g^2| <= E_g (2|g| + E_g)
+        Es_new = (b2 * E_state[f"sd{k}"] + (1 - b2) * Eg * (2 * ag + Eg)
                   + 4 * u * (b2 * _abs(state[f"sd{k}"]) + (1 - b2) * g * g))
         ES[f"vd{k}"], ES[f"sd{k}"] = Ev_new, Es_new
-        v, s = _abs(new_state[f"vd{k}"]), _abs(new_state[f"sd{k}"])
         c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-        if optimizer.adam_epsilon == "corrected":
-            r = np.sqrt(s / c2)
-            den = r + eps
-            upd = lr * (v / c1) / den
-            d_v = lr / (c1 * den)
-            d_s = lr * (v / c1) / den ** 2 / (2 * np.maximum(r, 1e-300) * c2)
-        else:
-            r = np.sqrt(s)
-            den = r + eps
-            lr_t = lr * np.sqrt(c2) / c1
-            upd = lr_t * v / den
-            d_v = lr_t / den
-            d_s = lr_t * v / den ** 2 / (2 * np.maximum(r, 1e-300))
+        # the update is K v / (sqrt(q s) + eps): K = lr / c1, q = 1 / c2 (eps after the
+        # bias correction) or K = lr sqrt(c2) / c1, q = 1 (Keras's placement)
+        K, q = (lr / c1, 1 / c2) if optimizer.adam_epsilon == "corrected" else (lr * np.sqrt(c2) / c1, 1.0)
+        E_upd, upd = adam_update_change(new_state[f"vd{k}"], _abs(new_state[f"sd{k}"]), Ev_new,
+                                        Es_new, K, q, eps)
+        # both runs' steps obey the step limit (each from its own gradients)
+        E_upd = np.minimum(E_upd, lr * adam_step_limit(optimizer, t) + upd)
         rel_c = _pow_rel(b1, t, prec) + 0.5 * _pow_rel(b2, t, prec)
-        E_upd = d_v * Ev_new + d_s * Es_new + (8 * u + rel_c) * upd
+        E_upd = E_upd * (1 + 8 * u) + (8 * u + rel_c) * upd
         EP[k] = EPk + E_upd + u * (aP + upd)
     ES["t"] = 0.0
     return EP, ES

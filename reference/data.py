@@ -80,12 +80,29 @@ def make_blobs(m=300, seed=5, num_classes=3, num_features=2, spread=1.0):
     return X, one_hot(labels, num_classes)
 
 
+def make_blobs784(m=8000, seed=6, num_classes=10, binary=False):
+    """MNIST-shaped: 784 features (28 x 28), ``num_classes`` Gaussian blobs (``make_blobs``:
+    centres in [-5, 5]^784, unit spread, unnormalised like raw pixels). Y is one-hot
+    (num_classes, m), or with ``binary`` the parity of the class, (1, m) (half of each)."""
+    X, Y = make_blobs(m, seed, num_classes=num_classes, num_features=784)
+    if binary:
+        Y = (np.argmax(Y, axis=0) % 2).astype(np.float64)[None, :]
+    return X, Y
+
+
+def make_blobs784_binary(m=8000, seed=6, num_classes=10):
+    """``make_blobs784`` with a (1, m) label: is the class odd?"""
+    return make_blobs784(m, seed, num_classes, binary=True)
+
+
 DATASETS = {
     "planar": load_planar_dataset,
     "xor": make_xor,
     "circles": make_circles,
     "spirals": make_spirals,
     "blobs": make_blobs,
+    "blobs784": make_blobs784,
+    "blobs784_binary": make_blobs784_binary,
 }
 
 

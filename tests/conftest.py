@@ -13,6 +13,7 @@ from hypothesis import settings, HealthCheck
 
 from netparity.backends import REGISTRY, import_error
 from netparity.numerics import precision_mode
+from netparity.stages import SIZES
 
 # Hypothesis: "ci" is derandomized (same examples every run); "dev" explores with a
 # random seed that hypothesis prints on failure (reproduce with --hypothesis-seed=N).
@@ -31,6 +32,9 @@ def pytest_addoption(parser):
                 help="run only these devices: cpu, cuda, gpu (repeatable; default: all)")
     g.addoption("--dtype", action="append", default=None, choices=["float64", "float32"],
                 help="run only these dtypes (repeatable; default: both)")
+    g.addoption("--size", action="append", default=None, choices=list(SIZES),
+                help="run only these sizes of the conformance matrix (repeatable; default: "
+                     "all: toy, and a medium slice or with --full-matrix the medium product)")
     g.addoption("--full-matrix", action="store_true",
                 help="collect the full product of every axis (thousands of cases, marked slow)")
 
@@ -81,12 +85,12 @@ def backend_params(reference=True):
 
 
 def _item_axes(item):
-    """(backend, device, dtype) an item runs on, from its ``case`` or its parameters."""
+    """(backend, device, dtype, size) an item runs on, from its ``case`` or its parameters."""
     params = getattr(item, "callspec", None) and item.callspec.params or {}
     case = params.get("case")
     if case is not None and hasattr(case, "backend"):
-        return case.backend, case.device, case.dtype
-    return params.get("backend"), params.get("device"), params.get("dtype")
+        return case.backend, case.device, case.dtype, getattr(case, "size", None)
+    return params.get("backend"), params.get("device"), params.get("dtype"), params.get("size")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -94,7 +98,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         axes = _item_axes(item)
         if not all(v is None or not isinstance(v, str) or _selected(config, opt, v)
-                   for opt, v in zip(("--backend", "--device", "--dtype"), axes)):
+                   for opt, v in zip(("--backend", "--device", "--dtype", "--size"), axes)):
             drop.append(item)
         else:
             keep.append(item)
@@ -145,6 +149,28 @@ def numeric_state():
     """Every test inside ``suite_numeric_state``."""
     with suite_numeric_state():
         yield
+
+
+def _startup_torch_threads():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
+
+
+TORCH_STARTUP_THREADS = _startup_torch_threads()  # before any test sets one thread
+
+
+@contextlib.contextmanager
+def user_threads():
+    """torch with the intra-op threads a user's process starts with (NumPy's BLAS and XLA
+    keep theirs throughout), for cases whose matrices are big enough for threads to split
+    a reduction; ``numeric_state`` restores the suite's one thread afterwards."""
+    if TORCH_STARTUP_THREADS is not None:
+        import torch
+        torch.set_num_threads(TORCH_STARTUP_THREADS)
+    yield
 
 
 def require_device(backend_module, device):

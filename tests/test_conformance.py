@@ -9,14 +9,22 @@ case per (backend, path, activation, output) (dtype alternating; the other is sl
 compiled paths and the GPU cases; ``--full-matrix`` collects the whole product (marked
 slow). Ids read like ``torch-autodiff-cpu-float32-relu-sigmoid-2x4x4x3x1-adam-full-1step``.
 
+Size axis (``--size``): everything above is the "toy" size (the article's nets). The
+"medium" size is what people train, 784-256-256-10 / -1 on 8000 examples
+(``torch-manual-cpu-float32-relu-softmax-medium-784x256x256x10-adam-full-3step``), with
+torch's threads as a user's process has them: the default run has a slice of it
+(``medium_slice``), ``--full-matrix`` its product (``medium_cases``).
+
 Every case runs through ``netparity.runner.run_case``: against the reference in the same
 dtype (|x_b - x_r| <= 2E) and, for float32, against the float64 oracle (|x_b - x64| <= E),
 with the bounds of ``netparity.tolerance``.
 """
+import contextlib
 import itertools
 
 import pytest
 
+from conftest import user_threads
 from netparity.backends import REGISTRY, mirrors
 from netparity.runner import run_case
 from netparity.stages import ARCHS, Case, OPTIMIZER_CONFIGS
@@ -102,20 +110,53 @@ def full_cases():
                 ARCHS, OPTIMIZERS, ("full", "mini", "sgd"), (1, 5))]
 
 
+# the medium product (issue 17's, and the idiomatic path): both outputs, relu (kinks) and
+# tanh, gd and Adam, full batch (reductions of 8000) and mini-batch, 1 and 3 steps, both
+# dtypes, every mirror's manual, autodiff and idiomatic paths
+MEDIUM = dict(dtypes=DTYPES, hidden=("relu", "tanh"), outputs=OUTPUTS, optimizers=("gd", "adam"),
+              batches=("full", "mini"), steps=(1, 3))
+
+
+def _medium(backend, path, dtype, hidden, output, opt, batch, steps):
+    return Case(backend, path, "cpu", dtype, hidden, output, "deep", opt, batch, steps, size="medium")
+
+
+def medium_cases():
+    """The medium product, configuration-major: a configuration's cases run one after
+    another, so its reference, oracle and bounds (seconds, ~200 MB) are computed once."""
+    return [_medium(b, p, *config)
+            for config in itertools.product(*MEDIUM.values())
+            for b in BACKENDS for p in paths(b, "manual", "autodiff", "idiomatic")]
+
+
+def medium_slice():
+    """The default run's medium cases (<= 45 s on 2 cores): every mirror's manual and
+    autodiff path on the configuration that had the false alarms (float32 relu/softmax Adam,
+    full batch, 3 steps: 8000-long reductions, kinks, Adam's normalisation, a literal cost
+    that overflows in float32, the float64 oracle comparison), and a 3-step mini-batch
+    tanh/sigmoid gd one in float64."""
+    configs = [("float32", "relu", "softmax", "adam", "full", 3),
+               ("float64", "tanh", "sigmoid", "gd", "mini", 3)]
+    return [_medium(b, p, *config) for config in configs
+            for b in BACKENDS for p in paths(b, "manual", "autodiff")]
+
+
 def pytest_generate_tests(metafunc):
     if "case" not in metafunc.fixturenames:
         return
     if metafunc.config.getoption("--full-matrix"):
-        cases = [pytest.param(c, marks=pytest.mark.slow) for c in full_cases()]
+        cases = [pytest.param(c, marks=pytest.mark.slow) for c in full_cases() + medium_cases()]
     else:
         cases = [pytest.param(c, marks=[pytest.mark.gpu] if c.device != "cpu" else
                               [pytest.mark.slow] if slow else [])
-                 for c, slow in default_cases()]
+                 for c, slow in default_cases() + [(c, False) for c in medium_slice()]]
     metafunc.parametrize("case", cases, ids=lambda c: c.id)
 
 
 def test_stages_match_reference(case):
-    result = run_case(case)
+    # toy matrices run on the suite's one thread; bigger ones as a user's process would
+    with user_threads() if case.size != "toy" else contextlib.nullcontext():
+        result = run_case(case)
     if not result.ran:
         pytest.skip(result.skipped)
     result.raise_if_failed()

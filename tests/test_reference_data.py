@@ -10,6 +10,7 @@ import reference as ref
 EXPECTED = {  # name: (m, n_x, n_y) with default arguments
     "planar": (400, 2, 1), "xor": (400, 2, 1), "circles": (400, 2, 1),
     "spirals": (300, 2, 3), "blobs": (300, 2, 3),
+    "blobs784": (8000, 784, 10), "blobs784_binary": (8000, 784, 1),
 }
 
 
@@ -53,6 +54,13 @@ def test_dataset_leaves_global_rng_alone(name):
     ref.load_dataset(name)
     after = np.random.get_state()
     assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
+
+
+def test_blobs784_binary_is_the_parity_of_the_blobs784_class():
+    X10, Y10 = ref.load_dataset("blobs784", m=200)
+    X2, Y2 = ref.load_dataset("blobs784_binary", m=200)
+    assert np.array_equal(X10, X2) and X2.shape == (784, 200)
+    assert np.array_equal(Y2[0], np.argmax(Y10, axis=0) % 2)
 
 
 def test_unknown_dataset_is_refused():
