@@ -105,6 +105,7 @@ class DPCase:
     bug: str | None = None            # a key of BUGS (tests only)
     device: str = "cpu"
     tf32: bool = False
+    size: str = "toy"                 # the toy nets only (the size axis of Case)
 
     @property
     def path(self):

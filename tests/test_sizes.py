@@ -137,7 +137,9 @@ def test_adam_step_limit_is_the_largest_step(t):
     """The limit against the reference's own updates: no gradient sequence (the one of
     Cauchy-Schwarz equality, g_i proportional to a_i / w_i, a constant one, random ones)
     makes the t-th step larger, and the first attains it."""
-    opt = OPTIMIZER_CONFIGS["adam"].with_(epsilon=0.0)
+    # epsilon must be positive (Optimizer validates it); 1e-300 next to sqrt(v) ~ |g| ~ 1
+    # changes no step by a representable amount, so the limit is attained as with eps = 0
+    opt = OPTIMIZER_CONFIGS["adam"].with_(epsilon=1e-300)
     b1, b2 = opt.beta1, opt.beta2
     i = np.arange(1, t + 1)
     a, w = (1 - b1) * b1 ** (t - i), (1 - b2) * b2 ** (t - i + 0.0)
