@@ -114,6 +114,9 @@ def _rel_and_ulp(r, err, nonzero, finite, E, dtype):
     to the stage's magnitude and no ULPs (nan when no element qualifies)."""
     a = np.abs(r) if finite.all() else np.where(finite, np.abs(r), 0.0)
     scale = float(a.max())
+    if not np.issubdtype(np.dtype(dtype), np.inexact):  # bool / integer stages: no ulp
+        rel = np.divide(err, np.where(a > 0, a, max(scale, 1.0)), out=np.zeros_like(err), where=nonzero)
+        return float(rel.max()), math.nan
     known = (a >= np.finfo(dtype).tiny) & (a > E)
     rel = np.divide(err, np.where(known, a, scale), out=np.zeros_like(err), where=nonzero)
     if not known.any():

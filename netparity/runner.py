@@ -118,7 +118,7 @@ def run_case(case):
     if reason:
         return CaseResult(case, skipped=reason)
     exp = expected(case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch,
-                   case.steps, case.tf32, case.size)
+                   case.steps, case.tf32, getattr(case, "size", "toy"))
     with precision_mode(tf32=case.tf32):
         got = run_backend(case)
     return compare_case(case, got, exp)
@@ -167,7 +167,7 @@ def select_cases(backends=None, paths=None, devices=None, dtypes=None, hidden=No
 def config_key(case):
     """What the columns of one table share: everything but backend, path and device."""
     return (case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch, case.steps,
-            case.tf32, case.size)
+            case.tf32, getattr(case, "size", "toy"))
 
 
 def config_title(case):

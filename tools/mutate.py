@@ -515,8 +515,7 @@ def rescore(path, out, equivalents):
         p.update(summarize([m for m in report["mutants"] if m["package"] == package]))
     report["rescored_with"] = os.path.relpath(EQUIVALENTS, ROOT)
     if out:
-        with open(out, "w") as f:
-            json.dump(report, f, indent=1)
+        fileio.write_json(out, report)
     print_summary(report)
     return 0
 
