@@ -38,6 +38,8 @@ class BackendSpec:
     mirror         part of the default slices of ``check``/``report``/tests (the reference is not:
                    it is what the mirrors are compared with)
     style          (colour, line style) of its curves in plots
+    bench          its benchmark hooks, a module (variants, ops, synchronisation, compile
+                   counts; the interface: reference/bench.py); None: not benchmarked
     """
     name: str
     module: str
@@ -49,6 +51,7 @@ class BackendSpec:
     arrays: str = "numpy.ndarray"
     mirror: bool = True
     style: tuple = ("#7f7f7f", "-.")
+    bench: str | None = None
 
     def __post_init__(self):
         bad = [p for p in self.paths if p not in PATHS]
@@ -78,14 +81,15 @@ def unregister(name):
 
 
 register(BackendSpec("numpy", "reference", paths=("manual",), mirror=False,
-                     style=("#1f77b4", "-")))
+                     style=("#1f77b4", "-"), bench="reference.bench"))
 register(BackendSpec("torch", "torch_impl", paths=("manual", "autodiff", "compiled", "idiomatic"),
                      devices=("cpu", "cuda"), missing_device={"cuda": "no CUDA device"},
                      tf32_devices=("cuda",), slow_compile=True, arrays="torch.Tensor",
-                     style=("#d62728", "--")))
+                     style=("#d62728", "--"), bench="torch_impl.bench"))
 register(BackendSpec("jax", "jax_impl", paths=("manual", "autodiff", "compiled", "idiomatic"),
                      devices=("cpu", "gpu"), missing_device={"gpu": "no JAX GPU device"},
-                     tf32_devices=("gpu",), arrays="jax.Array", style=("#2ca02c", ":")))
+                     tf32_devices=("gpu",), arrays="jax.Array", style=("#2ca02c", ":"),
+                     bench="jax_impl.bench"))
 
 
 def backend_spec(name):
