@@ -412,23 +412,21 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
 def run(args):
     from netparity.backends import available_backends, backend_spec
     from netparity.cli_checks import check_report_args
+    from netparity.numerics import step_work, thread_policy
     from netparity.runner import run_cases, select_cases, summary
     check_report_args(args)  # arguments and the --out directory, before any work (exit 2)
     t0 = time.time()
-    try:
-        import torch
-        torch.set_num_threads(1)  # tiny matrices: more threads only add synchronisation
-    except ImportError:
-        pass
     steps = 200 if args.quick else args.steps
     mirrors = [b for b in available_backends() if backend_spec(b).mirror]
     paths = ["manual"] if args.quick else ["manual", "autodiff", "idiomatic"]
     check_cmd = "netparity check " + " ".join(f"--backend {b}" for b in mirrors) + " " + " ".join(
         f"--path {p}" for p in paths) + " (float64, float32; tanh/sigmoid 2-4-1, gd, full batch, 1 step)"
     print("checking ...", file=sys.stderr)
-    outcomes = run_cases(select_cases(mirrors, paths), progress=not args.no_progress)
-    print(f"training the article's network for {steps} iterations ...", file=sys.stderr)
-    curves = {dt: train_curves(steps, dt) for dt in ("float64", "float32")}
+    # the article's network: a small problem, one thread (netparity.numerics.thread_policy)
+    with thread_policy(step_work((2, 4, 1), 400)):
+        outcomes = run_cases(select_cases(mirrors, paths), progress=not args.no_progress)
+        print(f"training the article's network for {steps} iterations ...", file=sys.stderr)
+        curves = {dt: train_curves(steps, dt) for dt in ("float64", "float32")}
     figures = {"heatmap.png": _png(heatmap_figure(outcomes)),
                "costs.png": _png(cost_figure(curves)),
                "boundaries.png": _png(boundary_figure(curves["float64"]))}
