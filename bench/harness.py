@@ -8,6 +8,7 @@ results are synchronised (``hooks.synchronize``) before the clock stops.
 """
 import importlib
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import reference
 from netparity import roofline
 from netparity.backends import REGISTRY, backend_spec, get_backend, import_error
+from netparity.numerics import thread_policy
 
 TARGET_S = 0.5  # measured time per benchmark (quick/full); big configs take >= 3 rounds
 
@@ -134,6 +136,16 @@ def measure(benchmark, fn, sync, size, info, traces=None, min_rounds=3):
     n_traces = traces() if traces else None
     if n_traces is not None:
         benchmark.extra_info["traces"] = n_traces
+
+
+@contextmanager
+def settings(cfg, made):
+    """The measurement's settings, entered around it: netparity's thread policy for the
+    config's step (netparity.numerics; what `netparity train` and `check` use), then the
+    variant's own (``made.context``, which may override it). Yields the extra_info
+    fields they add: ``threads`` (the policy's count, or the variant's own)."""
+    with thread_policy((cfg.dims, cfg.m)) as threads, made.context():
+        yield {"threads": threads, **made.info}
 
 
 def info_for(backend, variant, device, cfg, op, steps=1, input_grad=True):

@@ -3,7 +3,7 @@ steps) for every backend x variant x device: the variants each backend's benchma
 declare (``harness.hooks``; the interface: reference/bench.py)."""
 import pytest
 
-from harness import cases, hooks, info_for, measure, skip_reason
+from harness import cases, hooks, info_for, measure, settings, skip_reason
 
 
 @pytest.mark.parametrize("backend, variant, device, op", cases(("forward", "backward", "step", "loop")))
@@ -17,5 +17,7 @@ def test_core(benchmark, bench_size, cfg, backend, variant, device, op):
     info = info_for(backend, variant, device, cfg, op, steps)
     if made.costs.get(op):  # the compiler's own count of one step of the fused program
         info["xla_flops"], info["xla_bytes"] = (v * steps for v in made.costs[op])
-    measure(benchmark, made.ops[op], h.synchronize, bench_size, info,
-            made.traces if op in ("step", "loop") else None)
+    with settings(cfg, made) as extra:
+        info.update(extra)
+        measure(benchmark, made.ops[op], h.synchronize, bench_size, info,
+                made.traces if op in ("step", "loop") else None)

@@ -7,7 +7,7 @@ where present. Every result is ``block_until_ready``'d: JAX dispatches asynchron
 import jax
 
 import jax_impl
-from reference.bench import BenchOps, article_inputs, eager_ops, inputs
+from reference.bench import BenchOps, network_inputs, eager_ops, inputs
 from .backend import compiled_cost, trace_count
 
 VARIANTS = {
@@ -72,7 +72,7 @@ def _cost_of(jitted, *args):
 
 
 def make_optimize(cfg, num_iterations, device="cpu"):
-    params, X, Y = article_inputs(jax_impl, cfg, device)
+    params, X, Y = network_inputs(jax_impl, cfg, device)
     cost = compiled_cost("optimize", params, X, Y, jax_impl.from_numpy(1.2),
                          num_iterations=num_iterations, record=False)
     return BenchOps({"optimize": lambda: jax_impl.optimize(params, X, Y,

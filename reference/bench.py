@@ -19,6 +19,7 @@ The ops a variant offers: ``forward`` (network_forward), ``backward`` (the gradi
 a cached forward), ``step`` (one training step: forward, cost, backward, update) and
 ``loop`` (``cfg.loop_steps`` steps of batch gradient descent).
 """
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import reference
@@ -31,10 +32,14 @@ COMPILED = ()
 class BenchOps:
     """ops: {op: zero-argument callable}; traces(): the compiles this benchmark added
     (jit traces, compiled frames) or None where nothing compiles; costs: {op: (flops,
-    bytes)} of ONE step as the backend's compiler counts them (XLA), where it says."""
+    bytes)} of ONE step as the backend's compiler counts them (XLA), where it says;
+    context(): entered around the whole measurement (a variant's own settings, e.g. a
+    thread count); info: extra fields recorded with the result."""
     ops: dict
     traces: object = None
     costs: dict = field(default_factory=dict)
+    context: object = nullcontext
+    info: dict = field(default_factory=dict)
 
 
 def skip_reason(variant, device, size):
@@ -79,8 +84,8 @@ def eager_ops(mod, cfg, device, step, backward=None, forward=None, prepared=None
     }
 
 
-def article_inputs(mod, cfg, device="cpu"):
-    """(parameters, X, Y) of the article's network for ``cfg`` as ``mod``'s arrays."""
+def network_inputs(mod, cfg, device="cpu"):
+    """(parameters, X, Y) of ``cfg`` as ``mod``'s arrays (no optimiser state)."""
     X, Y = cfg.data()
     return (mod.tree_from_numpy(cfg.parameters(), device=device),
             mod.from_numpy(X, device=device), mod.from_numpy(Y, device=device))
@@ -92,6 +97,6 @@ def make_ops(variant, device, cfg):
 
 
 def make_optimize(cfg, num_iterations, device="cpu"):
-    params, X, Y = article_inputs(reference, cfg, device)
+    params, X, Y = network_inputs(reference, cfg, device)
     return BenchOps({"optimize": lambda: reference.optimize(params, X, Y,
                                                             num_iterations=num_iterations)[0]})
