@@ -230,6 +230,18 @@ def read_bench(bench_dir):
     return text, pngs
 
 
+def bench_source(bench_dir, text):
+    """Whose benchmark results the report shows: this report measures none, so it says
+    which run they come from (the provenance line of bench.md) and from where."""
+    machine = split_bench(text)[0] if text else ""
+    run = machine[len("Machine:"):].strip() if machine else "a run that recorded no provenance"
+    if os.path.abspath(bench_dir) == os.path.abspath(BENCH_RESULTS):
+        return (f"These are the committed results in bench/results/, not measured by this report: "
+                f"{run}. Re-measure on this machine with `netparity bench --plots DIR` and "
+                f"`netparity report --bench-dir DIR`.")
+    return f"Results read from {bench_dir}, not measured by this report: {run}."
+
+
 def split_bench(text):
     """bench.md as (machine line, full table, article speed-ups + targets)."""
     lines = text.splitlines()
@@ -328,6 +340,7 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
     if bench_text is None and not bench_pngs:
         md += ["no benchmark results (run `netparity bench --quick --plots bench/results`)", ""]
     else:
+        md += [meta["bench_source"], ""]
         if bench_text:
             md += [bench_text.replace("\n# ", "\n### "), ""]
         for p in bench_pngs:
@@ -387,6 +400,7 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
         # a reader wants the pictures and the headline numbers; the full table (one row
         # per benchmark, ~130) is there, folded
         machine, full, bench_summary = split_bench(bench_text or "")
+        h += [f"<p class='note'>{html.escape(meta['bench_source'])}</p>"]
         if machine:
             h += [md_table_to_html(machine)]
         h += ["<div class='grid'>"] + [img("bench_" + os.path.basename(p), os.path.basename(p))
@@ -435,7 +449,8 @@ def run(args):
         with open(p, "rb") as f:
             figures["bench_" + os.path.basename(p)] = f.read()
     meta = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "elapsed": time.time() - t0,
-            "steps": steps, "check_cmd": check_cmd}
+            "steps": steps, "check_cmd": check_cmd,
+            "bench_source": bench_source(args.bench_dir, bench[0])}
     write_report(args.out, outcomes, curves, figures, bench, source_of(), fingerprint_rows(), meta)
     print(f"wrote {os.path.join(args.out, 'report.html')} and {os.path.join(args.out, 'report.md')} "
           f"({time.time() - t0:.0f} s)")

@@ -105,3 +105,29 @@ def test_results_of_earlier_runs_read_with_todays_variant_names():
     assert got["torch-autodiff"]["variant"] == "autodiff"
     assert got["torch-autodiff"]["name"] == "test_core[c-step-torch-autodiff]"
     assert got["torch-autodiff"]["us_per_step"] == 200.0
+
+
+def test_tables_say_where_and_when_they_were_measured(tmp_path):
+    """Every rendered table starts with the run's provenance (date, machine, cores,
+    versions, size, load); a run saved before provenance was recorded says so; the report
+    says its benchmark section is the committed run's, not its own."""
+    from netparity.cmd_bench import render
+    from netparity.cmd_report import BENCH_RESULTS, bench_source
+    info = dict(backend="numpy", variant="reference", device="cpu", config="c", dims=[2, 4, 1],
+                m=400, dtype="float64", op="step", steps=1, flops=4e4, bytes=1e5, compile_s=0.0)
+    peaks = {"flops_float64": 1e10, "flops_float32": 2e10, "bandwidth": 1e10}
+    prov = {"size": "quick", "cores": 2, "nice": 0, "load_start": [3.25, 3.0, 3.0],
+            "load_end": [4.5, 4.0, 4.0],
+            "fingerprint": {"cpu": "Test CPU", "numpy": "9.9.9", "python": "3.99"}}
+    data = {"datetime": "2031-02-03T04:05:06.7+00:00",
+            "machine_info": {"roofline": peaks, "provenance": prov},
+            "benchmarks": [{"name": "b", "extra_info": info, "stats": {"median": 1e-4}}]}
+    first = render(data).splitlines()[0]
+    assert first.startswith("Machine: 2031-02-03 04:05 UTC, Test CPU, 2 cores; quick run; numpy 9.9.9")
+    assert "load average 3.2 at start, 4.5 at end (nice 0)" in first
+    del data["machine_info"]["provenance"]
+    assert "size, versions and load were not recorded" in render(data).splitlines()[0]
+    note = bench_source(BENCH_RESULTS, first)
+    assert note.startswith("These are the committed results in bench/results/, not measured by this report: "
+                           "2031-02-03 04:05 UTC, Test CPU")
+    assert bench_source(str(tmp_path), first).startswith(f"Results read from {tmp_path}")
