@@ -152,5 +152,6 @@ def info_for(backend, variant, device, cfg, op, steps=1, input_grad=True):
     itemsize = np.dtype(cfg.dtype).itemsize
     flops, nbytes = roofline.step_cost(cfg.dims, cfg.m, itemsize, op, steps, input_grad)
     return {"backend": backend, "variant": variant, "device": device, "config": cfg.name,
-            "dims": list(cfg.dims), "m": cfg.m, "dtype": cfg.dtype, "op": op, "steps": steps,
+            "dims": list(cfg.dims), "m": cfg.m, "dtype": cfg.dtype, "output": cfg.output,
+            "op": op, "steps": steps,
             "flops": flops, "bytes": nbytes}

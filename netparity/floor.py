@@ -116,13 +116,18 @@ def _best(fn, sync, calls, repeats):
     return best
 
 
-def _rate(make, sync, repeats):
+def _rate(make, sync, repeats, attempts=3):
     """Elements per second of make(n)() from the slope between the two SIZES (the
-    per-call cost cancels); None where the slope is not positive (noise)."""
+    per-call cost cancels). A busy machine can make the small call the slower one: then
+    it is measured again (``attempts`` times), and None if it never comes out positive."""
     (n1, n2) = SIZES
-    t1 = _best(make(n1), sync, 20, repeats)
-    t2 = _best(make(n2), sync, 5, repeats)
-    return (n2 - n1) / (t2 - t1) if t2 > t1 else None
+    small, large = make(n1), make(n2)
+    for _ in range(attempts):
+        t1 = _best(small, sync, 20, max(repeats, 2))
+        t2 = _best(large, sync, 5, max(repeats, 2))
+        if t2 > 1.5 * t1:  # 16x the elements: anything less is noise, not the slope
+            return (n2 - n1) / (t2 - t1)
+    return None
 
 
 def _class_functions(mod):

@@ -131,3 +131,11 @@ def test_tables_say_where_and_when_they_were_measured(tmp_path):
     assert note.startswith("These are the committed results in bench/results/, not measured by this report: "
                            "2031-02-03 04:05 UTC, Test CPU")
     assert bench_source(str(tmp_path), first).startswith(f"Results read from {tmp_path}")
+
+
+def test_readme_benchmark_section_is_the_committed_run():
+    """README.md's benchmark table is what tools/readme_bench.py writes from
+    bench/results/bench.json: regenerate it after committing a run."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "readme_bench.py"), "--check"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
