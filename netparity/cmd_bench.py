@@ -247,8 +247,9 @@ def render(data):
                   "|---|---|---|---:|---:|---:|"]
         for r in sorted(targets, key=lambda r: (r["config"], -(r["speedup"] or 0))):
             pr = f"{r['paired_speedup']:.2f}×" if r.get("paired_speedup") else "–"
+            sp = f"{r['speedup']:.2f}×" if r["speedup"] else "–"  # no reference in a --select run
             lines.append(f"| {r['config']} | {r['dtype']} | {r['backend']} "
-                         f"| {r['us_per_step']:.2f} | {r['speedup']:.2f}× | {pr} |")
+                         f"| {r['us_per_step']:.2f} | {sp} | {pr} |")
     lines += ["", "Targets (issue 4):", ""] + [f"- {t}" for t in check_targets(rs)]
     lines += ["", "Targets (issue 16):", ""] + [f"- {t}" for t in check_targets_round2(rs)]
     return "\n".join(lines)

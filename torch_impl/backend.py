@@ -56,15 +56,16 @@ def compile_status():
     return True, f"torch.compile (inductor) works, torch {torch.__version__}"
 
 
-def compiled_frames():
-    """Frames torch.compile has compiled in this process since ``reset_compiled()``
-    (1 per compiled function and shape; more means it recompiled)."""
+def compiled_graphs():
+    """Graphs torch.compile has compiled in this process since ``reset_compiled()``
+    (1 per compiled function and shape; more means it recompiled or broke the graph).
+    Graphs, not frames: a fullgraph compile counts no frame in torch 2.13."""
     from torch._dynamo.utils import counters
-    return counters["frames"]["ok"]
+    return counters["stats"]["unique_graphs"]
 
 
 def reset_compiled():
-    """Drop every torch.compile'd graph of this process and zero ``compiled_frames()``:
+    """Drop every torch.compile'd graph of this process and zero ``compiled_graphs()``:
     the next call compiles afresh (a second shape would otherwise switch torch.compile to
     dynamic shapes, a different program from the one a fresh process compiles)."""
     import torch._dynamo

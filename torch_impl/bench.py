@@ -14,7 +14,7 @@ import torch
 
 import torch_impl
 from reference.bench import BenchOps, network_inputs, eager_ops
-from .backend import compile_status, compiled_frames, reset_compiled
+from .backend import compile_status, compiled_graphs, reset_compiled
 
 VARIANTS = {
     ("manual", "cpu"): ("forward", "backward", "step", "loop"),
@@ -68,7 +68,7 @@ def make_ops(variant, device, cfg):
     traces = None
     if variant in COMPILED:
         reset_compiled()  # a fresh compile per config, counted from zero
-        traces = compiled_frames  # 1 means no recompilation in the whole benchmark
+        traces = compiled_graphs  # 1 means no recompilation in the whole benchmark
     if variant == "scan":
         P, X, Y = network_inputs(torch_impl, cfg, device)
         n = cfg.loop_steps
@@ -95,4 +95,4 @@ def make_optimize(cfg, num_iterations, device="cpu"):
     return BenchOps({"optimize": lambda: torch_impl.optimize(params, X, Y,
                                                              num_iterations=num_iterations,
                                                              compiled=True)[0]},
-                    compiled_frames)
+                    compiled_graphs)
