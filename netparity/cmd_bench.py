@@ -229,7 +229,7 @@ def render(data):
              "| compile s | traces | threads |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     size = {c: _size_key(rs, c) for c in {r["config"] for r in rs}}
-    for r in sorted(rs, key=lambda r: (size[r["config"]], r["op"], r["us_per_step"])):
+    for r in sorted(rs, key=lambda r: (size[r["config"]], r["config"], r["op"], r["us_per_step"])):
         sp = f"{r['speedup']:.2f}×" if r["speedup"] else "–"
         rx = f"{r['roofline_xla']:.3f}" if r["roofline_xla"] else "–"
         fl = (f"{r['floor_us']:.2f} | {r['floor']:.3f}" if r["floor"] is not None else "– | –")
@@ -276,7 +276,7 @@ def floor_section(rs, data):
            + " | ".join(backends) + " |", "|---|---|---:|---:|" + "---:|" * len(backends)]
     size = {c: _size_key(rs, c) for c in {r["config"] for r in rs}}
     keys = sorted({(r["config"], "optimize" if r["op"] == "optimize" else "step") for r in rows_},
-                  key=lambda k: (size[k[0]], k[1]))
+                  key=lambda k: (size[k[0]], k[0], k[1]))
     for config, kind in keys:
         mine = [r for r in rows_ if r["config"] == config
                 and (r["op"] == "optimize") == (kind == "optimize")]

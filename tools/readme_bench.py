@@ -53,7 +53,7 @@ def section(data):
     labels = sorted({label for _, label in steps},  # per backend in registry order, eager first
                     key=lambda lb: (order.index(lb.split("-")[0]) if lb.split("-")[0] in order else 99,
                                     not eager[lb], lb))
-    configs = sorted({c for c, _ in steps}, key=lambda c: cmd_bench._size_key(rs, c))
+    configs = sorted({c for c, _ in steps}, key=lambda c: (cmd_bench._size_key(rs, c), c))
     peaks = data["machine_info"].get("roofline", {})
     lines = [f"Measured {cmd_bench.provenance(data)}; matmul peak "
              f"{peaks.get('flops_float32', 0) / 1e9:.1f} GFLOP/s float32, "
