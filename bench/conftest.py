@@ -1,6 +1,8 @@
 """Benchmark options: ``--bench-size {smoke,quick,large,full}`` picks the configs (see
-harness.SIZES); the machine's roofline peaks are stored in the JSON's machine_info, so a
-saved run can be rendered later against the machine that produced it."""
+harness.SIZES); the machine's roofline peaks, the compute floor's rates and the run's
+provenance are stored in the JSON's machine_info, so a saved run can be rendered later
+against the machine that produced it, saying where and when it ran."""
+import os
 import shutil
 import tempfile
 
@@ -30,10 +32,29 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from netparity import roofline
+    """Stored with the results: the roofline's peaks, the compute floor's rates
+    (netparity.floor) and the provenance every table and plot shows (size, versions,
+    cores, how loaded the machine was)."""
+    from netparity import floor, roofline
     small = config.getoption("--bench-size") == "smoke"
     machine_info["roofline"] = (roofline.measure_peaks(n=256, mbytes=8, repeats=2) if small
                                 else roofline.measure_peaks())
+    machine_info["floor"] = floor.measure_rates(repeats=2 if small else 5)
+    machine_info["provenance"] = provenance(config)
+
+
+def provenance(config):
+    """Where and how the run was made (the end-of-run load is added when it ends)."""
+    from netparity.fingerprint import fingerprint
+    return {"size": config.getoption("--bench-size"), "fingerprint": fingerprint(),
+            "cores": os.cpu_count(), "nice": os.nice(0),
+            "load_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    prov = output_json.get("machine_info", {}).get("provenance")
+    if prov is not None and hasattr(os, "getloadavg"):
+        prov["load_end"] = list(os.getloadavg())
 
 
 DEFAULT_STORAGE = "file://./.benchmarks"

@@ -16,7 +16,8 @@ import sys
 import tempfile
 from collections import defaultdict
 
-from netparity import fileio, roofline
+from netparity import fileio, floor, roofline
+from netparity.backends import REGISTRY
 from netparity.cli_checks import UsageError, check_bench_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,17 +132,30 @@ def load(path):
         return json.load(f)
 
 
+# variant names of earlier runs -> today's (one name per concept across the project)
+RENAMED_VARIANTS = {"autograd": "autodiff"}
+
+
+def reference_backend():
+    """The registry's one non-mirror backend: what every speed-up is measured against."""
+    return next(name for name, spec in REGISTRY.items() if not spec.mirror)
+
+
 def rows(data):
     """One dict per benchmark: its extra_info plus per-step median, GFLOP/s, roofline
-    fraction (against the peaks stored in the JSON) and speed-up over numpy."""
+    fraction (against the peaks stored in the JSON) and speed-up over the reference."""
     peaks = data["machine_info"].get("roofline") or roofline.measure_peaks()
+    base_backend = reference_backend()
     out = []
     for b in data["benchmarks"]:
         e = dict(b["extra_info"])
         if "op" not in e:
             continue
+        old = e.get("variant")
+        if old in RENAMED_VARIANTS:
+            e["variant"] = RENAMED_VARIANTS[old]
         t = b["stats"]["median"]
-        e["name"] = b["name"]
+        e["name"] = b["name"].replace(f"-{old}", f"-{e['variant']}") if old in RENAMED_VARIANTS else b["name"]
         e["median_s"] = t
         e["us_per_step"] = 1e6 * t / e["steps"]
         e["gflops"] = e["flops"] / t / 1e9
@@ -153,34 +167,81 @@ def rows(data):
             e["xla_flops"], e["xla_bytes"], t, peaks[f"flops_{e['dtype']}"], peaks["bandwidth"])
             if e.get("xla_bytes") else None)
         e["label"] = f"{e['backend']}-{e['variant']}" + ("" if e["device"] == "cpu" else f"-{e['device']}")
+        e["floor_us"], e["floor"] = compute_floor(e, t, data["machine_info"].get("floor"))
         out.append(e)
-    base = {(r["config"], r["op"]): r["us_per_step"] for r in out if r["backend"] == "numpy"}
+    base = {(r["config"], r["op"]): r["us_per_step"] for r in out if r["backend"] == base_backend}
     for r in out:
         b = base.get((r["config"], r["op"]))
         r["speedup"] = b / r["us_per_step"] if b else None
     return out
 
 
+def compute_floor(e, seconds, rates):
+    """(floor µs per step, floor / measured time) of one benchmark from its extra_info
+    and the floor rates stored with the run (netparity.floor), or (None, None) for a
+    run saved without them."""
+    if not rates:
+        return None, None
+    dims = tuple(e["dims"])
+    output = e.get("output") or ("softmax" if dims[-1] > 1 else "sigmoid")  # the configs' rule
+    counts = floor.step_ops(dims, e["m"], e["op"], e["steps"], output=output)
+    t = floor.floor_seconds(counts, e["dtype"], rates)
+    return (None, None) if t is None else (1e6 * t / e["steps"], t / seconds)
+
+
+def frameworks():
+    """The package behind each registered backend's arrays (numpy, torch, jax): the
+    versions a run's provenance names."""
+    return list(dict.fromkeys(spec.arrays.split(".")[0] for spec in REGISTRY.values()))
+
+
+def provenance(data, short=False):
+    """Where and when a run was made, as one line: date, machine, cores, versions, size
+    and how loaded the machine was (what every table and plot says about itself)."""
+    mi = data.get("machine_info", {})
+    prov = mi.get("provenance") or {}
+    fp = prov.get("fingerprint") or {}
+    when = (data.get("datetime") or "?")[:16].replace("T", " ") + " UTC"
+    cpu = fp.get("cpu") or mi.get("cpu", {}).get("brand_raw", "?")
+    cores = prov.get("cores") or mi.get("cpu", {}).get("count", "?")
+    size = prov.get("size")
+    versions = ", ".join(f"{k} {fp[k]}" for k in frameworks() if k in fp)
+    head = f"{when}, {cpu}, {cores} cores"
+    if not prov:
+        return head + ("" if short else "; size, versions and load were not recorded by this run")
+    load = ""
+    if prov.get("load_start"):
+        end = prov.get("load_end") or [float("nan")]
+        load = (f"load average {prov['load_start'][0]:.1f} at start, {end[0]:.1f} at end "
+                f"(nice {prov.get('nice')})")
+    if short:
+        return f"{head}, {size} run; {versions}; {load}"
+    return f"{head}; {size} run; {versions}; python {fp.get('python', '?')}; {load}"
+
+
 def render(data):
     rs = rows(data)
     peaks = data["machine_info"].get("roofline", {})
-    lines = [f"Machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}, "
-             f"{os.cpu_count()} cores; numpy matmul peak "
+    lines = [f"Machine: {provenance(data)}; matmul peak "
              f"{peaks.get('flops_float32', 0) / 1e9:.1f} GFLOP/s float32, "
              f"{peaks.get('flops_float64', 0) / 1e9:.1f} GFLOP/s float64; "
              f"bandwidth {peaks.get('bandwidth', 0) / 1e9:.1f} GB/s", "",
              "| config | op | backend/variant | median µs/step | speed-up vs numpy | GFLOP/s "
-             "| roofline fraction | XLA roofline fraction | compile s | traces |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| roofline fraction | XLA roofline fraction | floor µs/step | floor fraction "
+             "| compile s | traces | threads |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     size = {c: _size_key(rs, c) for c in {r["config"] for r in rs}}
-    for r in sorted(rs, key=lambda r: (size[r["config"]], r["op"], r["us_per_step"])):
+    for r in sorted(rs, key=lambda r: (size[r["config"]], r["config"], r["op"], r["us_per_step"])):
         sp = f"{r['speedup']:.2f}×" if r["speedup"] else "–"
         rx = f"{r['roofline_xla']:.3f}" if r["roofline_xla"] else "–"
+        fl = (f"{r['floor_us']:.2f} | {r['floor']:.3f}" if r["floor"] is not None else "– | –")
+        th = r.get("threads")
         lines.append(f"| {r['config']} | {r['op']} | {r['label']} | {r['us_per_step']:.1f} | {sp} "
-                     f"| {r['gflops']:.3f} | {r['roofline']:.3f} | {rx} | {r['compile_s']:.2f} "
-                     f"| {r.get('traces', '')} |")
+                     f"| {r['gflops']:.3f} | {r['roofline']:.3f} | {rx} | {fl} | {r['compile_s']:.2f} "
+                     f"| {r.get('traces', '')} | {'' if th is None else th} |")
+    lines += floor_section(rs, data) + threads_section(rs) + loop_section(rs)
     # the headline targets: each mirror's article optimize per step over the reference's
-    targets = [r for r in rs if r["op"] == "optimize" and r["backend"] != "numpy"]
+    targets = [r for r in rs if r["op"] == "optimize" and r["backend"] != reference_backend()]
     if targets:
         lines += ["", "Article `optimize` per step, speed-up over `reference.optimize` "
                   "(same run; paired: median of alternating reference/mirror rounds):", "",
@@ -188,10 +249,141 @@ def render(data):
                   "|---|---|---|---:|---:|---:|"]
         for r in sorted(targets, key=lambda r: (r["config"], -(r["speedup"] or 0))):
             pr = f"{r['paired_speedup']:.2f}×" if r.get("paired_speedup") else "–"
+            sp = f"{r['speedup']:.2f}×" if r["speedup"] else "–"  # no reference in a --select run
             lines.append(f"| {r['config']} | {r['dtype']} | {r['backend']} "
-                         f"| {r['us_per_step']:.2f} | {r['speedup']:.2f}× | {pr} |")
+                         f"| {r['us_per_step']:.2f} | {sp} | {pr} |")
     lines += ["", "Targets (issue 4):", ""] + [f"- {t}" for t in check_targets(rs)]
+    lines += ["", "Targets (issue 16):", ""] + [f"- {t}" for t in check_targets_round2(rs)]
     return "\n".join(lines)
+
+
+def _per_step_rows(rs):
+    """The rows comparable per training step: one step, or a loop's steps."""
+    return [r for r in rs if r["op"] in ("step", "loop", "optimize")]
+
+
+def floor_section(rs, data):
+    """Per config: the floor of one step and of one optimize iteration, where it goes,
+    and every backend's best fraction of it (any variant, per step)."""
+    rates = data["machine_info"].get("floor")
+    rows_ = [r for r in _per_step_rows(rs) if r["floor"] is not None]
+    if not rates or not rows_:
+        return ["", "Compute floor: not measured by this run (netparity.floor)."]
+    backends = list(dict.fromkeys(r["backend"] for r in rs))
+    out = ["", "Compute floor (netparity.floor: arithmetic at the matmul peak + measured "
+           "tanh/sigmoid/softmax/cost rates, the best of every backend; no memory traffic, no "
+           "call overhead): µs per step, and each backend's best fraction of it (floor / "
+           "measured; 1 = at the floor):", "",
+           "| config | op | floor µs/step | arithmetic / transcendental µs | "
+           + " | ".join(backends) + " |", "|---|---|---:|---:|" + "---:|" * len(backends)]
+    size = {c: _size_key(rs, c) for c in {r["config"] for r in rs}}
+    keys = sorted({(r["config"], "optimize" if r["op"] == "optimize" else "step") for r in rows_},
+                  key=lambda k: (size[k[0]], k[0], k[1]))
+    for config, kind in keys:
+        mine = [r for r in rows_ if r["config"] == config
+                and (r["op"] == "optimize") == (kind == "optimize")]
+        r0 = mine[0]
+        dims = tuple(r0["dims"])
+        output = r0.get("output") or ("softmax" if dims[-1] > 1 else "sigmoid")
+        parts = floor.breakdown(floor.step_ops(dims, r0["m"], "optimize" if kind == "optimize" else "step",
+                                               output=output), r0["dtype"], rates)
+        arith = parts.pop("arithmetic")
+        best = {b: max((r["floor"] for r in mine if r["backend"] == b), default=None) for b in backends}
+        cells = " | ".join(f"{best[b]:.3f}" if best[b] else "–" for b in backends)
+        floor_us = arith + sum(parts.values())
+        out.append(f"| {config} | {kind} | {1e6 * floor_us:.2f} | {1e6 * arith:.2f} / "
+                   f"{1e6 * sum(parts.values()):.2f} | {cells} |")
+    return out
+
+
+def threads_section(rs):
+    """What the thread policy changes: each ``-cores`` variant (one thread per core)
+    against its own variant run at the policy's count, per config."""
+    pairs = []
+    for r in rs:
+        if not r["variant"].endswith("-cores"):
+            continue
+        base = next((b for b in rs if b["backend"] == r["backend"] and b["op"] == r["op"]
+                     and b["config"] == r["config"] and b["device"] == r["device"]
+                     and b["variant"] == r["variant"][:-len("-cores")]), None)
+        if base:
+            pairs.append((base, r))
+    if not pairs:
+        return []
+    out = ["", "Thread policy (netparity.numerics.thread_policy: one intra-op thread below "
+           "2e8 FLOPs per step): the same step at the policy's count and at one thread per "
+           "core (two benchmarks, not interleaved):", "",
+           "| config | backend/variant | policy threads | µs/step | cores | µs/step | cores / policy |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for base, r in pairs:
+        out.append(f"| {base['config']} | {base['label']} | {base.get('threads')} "
+                   f"| {base['us_per_step']:.1f} | {r.get('threads')} | {r['us_per_step']:.1f} "
+                   f"| {r['us_per_step'] / base['us_per_step']:.2f}× |")
+    return out
+
+
+def loop_pairs(rs):
+    """(eager loop row, whole-loop compiled row) per backend and config: ``manual`` and
+    ``scan`` loops of the same backend."""
+    out = []
+    for r in rs:
+        if r["op"] == "loop" and r["variant"] == "scan":
+            base = next((b for b in rs if b["backend"] == r["backend"] and b["op"] == "loop"
+                         and b["config"] == r["config"] and b["device"] == r["device"]
+                         and b["variant"] == "manual"), None)
+            if base:
+                out.append((base, r))
+    return out
+
+
+def loop_section(rs):
+    pairs = loop_pairs(rs)
+    if not pairs:
+        return []
+    out = ["", "Whole loop compiled (scan) against the eager loop, per step (compile time "
+           "apart, in the compile s column):", "",
+           "| config | backend | eager µs/step | scan µs/step | eager / scan | scan compile s |",
+           "|---|---|---:|---:|---:|---:|"]
+    for base, r in pairs:
+        out.append(f"| {r['config']} | {r['backend']} | {base['us_per_step']:.1f} "
+                   f"| {r['us_per_step']:.1f} | {base['us_per_step'] / r['us_per_step']:.2f}× "
+                   f"| {r['compile_s']:.1f} |")
+    return out
+
+
+FAST_PATH_SPEEDUP = 3.0  # every mirror's optimize at planar size, paired (issue 16)
+FLOOR_WITHIN = 2.0       # whole-loop variants at planar size, of the compute floor
+
+
+def check_targets_round2(rs):
+    """Issue 16's targets, each a line saying met / MISSED / not evaluated with its numbers."""
+    out = []
+    opt = [r for r in rs if r["op"] == "optimize" and r["backend"] != reference_backend()
+           and r["config"].startswith("planar")]
+    for backend in dict.fromkeys(r["backend"] for r in opt):
+        for r in sorted((r for r in opt if r["backend"] == backend), key=lambda r: r["dtype"]):
+            ratio = r.get("paired_speedup") or r["speedup"]
+            kind = "paired" if r.get("paired_speedup") else "ratio of medians"
+            if ratio is None:
+                continue
+            out.append(f"{'met' if ratio >= FAST_PATH_SPEEDUP else 'MISSED'}: {backend} `optimize` "
+                       f"at {r['config']}: {ratio:.1f}× the reference per step ({kind}); "
+                       f"target ≥ {FAST_PATH_SPEEDUP:g}×")
+    scans = [r for r in rs if r["op"] == "loop" and r["variant"] == "scan"
+             and r["config"].startswith("planar") and r["floor"] is not None]
+    for r in scans:
+        ok = r["floor"] >= 1 / FLOOR_WITHIN
+        out.append(f"{'met' if ok else 'MISSED'}: {r['label']} at {r['config']}: "
+                   f"{r['us_per_step']:.2f} µs/step, {r['floor']:.2f} of the compute floor "
+                   f"({r['floor_us']:.2f} µs); target within {FLOOR_WITHIN:g}× (≥ {1 / FLOOR_WITHIN:.2f})")
+    pairs = loop_pairs(rs)
+    if pairs:
+        slower = [f"{r['label']} at {r['config']} ({r['us_per_step'] / b['us_per_step']:.2f}×)"
+                  for b, r in pairs if r["us_per_step"] > b["us_per_step"]]
+        out.append(f"{'MISSED' if slower else 'met'}: the whole-loop compiled path no slower than "
+                   f"the eager loop per step at every benchmarked size ({len(pairs)} pairs)"
+                   + (f"; slower: {', '.join(slower)}" if slower else ""))
+    return out
 
 
 def _bytes_key(rs, config):
@@ -209,7 +401,7 @@ ROOFLINE_SLACK = 1.5
 def check_targets(rs):
     """The performance targets, each as a line saying met / MISSED with its numbers."""
     out = []
-    opt = [r for r in rs if r["op"] == "optimize" and r["backend"] != "numpy"
+    opt = [r for r in rs if r["op"] == "optimize" and r["backend"] != reference_backend()
            and r["config"].startswith("planar") and r["speedup"]]
     for dtype, want in TARGET_SPEEDUP.items():
         mine = [r for r in opt if r["dtype"] == dtype]
@@ -277,10 +469,13 @@ def plot(data, folder):
     ax.set(xlabel="FLOPs per step (model)", ylabel="median µs per step",
            title="Training step: time vs size (solid float64, dashed float32)")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, folder, "time_vs_size.png"))
+    paths.append(_save(fig, folder, "time_vs_size.png", data))
     configs = sorted({r["config"] for r in rs}, key=lambda c: min(r["flops"] for r in rs if r["config"] == c))
     for key, ylabel, name, log in [("speedup", "speed-up over numpy reference", "speedup.png", True),
-                                   ("roofline", "fraction of roofline bound", "roofline.png", True)]:
+                                   ("roofline", "fraction of roofline bound", "roofline.png", True),
+                                   ("floor", "fraction of the compute floor", "floor.png", True)]:
+        if not any(r.get(key) for r in rs):
+            continue  # a run saved without the floor's rates has no floor plot
         fig, ax = plt.subplots(figsize=(max(7, 1.4 * len(configs)), 5))
         labels = sorted(by_label)
         width = 0.8 / max(len(labels), 1)
@@ -294,14 +489,16 @@ def plot(data, folder):
             ax.set_yscale("log")
         ax.set(ylabel=ylabel, title=f"Training step: {ylabel}")
         ax.legend(fontsize=7)
-        paths.append(_save(fig, folder, name))
+        paths.append(_save(fig, folder, name, data))
     return paths
 
 
-def _save(fig, folder, name):
+def _save(fig, folder, name, data):
     import matplotlib.pyplot as plt
     path = os.path.join(folder, name)
-    fig.tight_layout()
+    # every figure says where it was measured (a PNG travels without its table)
+    fig.text(0.005, 0.005, "measured " + provenance(data, short=True), fontsize=6, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fileio.save_figure(fig, path, dpi=100)  # atomic: never a truncated PNG
     plt.close(fig)
     return path

@@ -156,6 +156,13 @@ def to_json(outcomes):
             "ok": all(r.get("ok", True) for r in rows)}
 
 
+def case_work(case):
+    """FLOPs of one step of a case (the thread policy's measure of its size)."""
+    from netparity.numerics import step_work
+    from netparity.stages import dataset
+    return step_work(case.layer_dims(), dataset(case.data)[0].shape[1])
+
+
 def run(args):
     from netparity.cli_checks import check_check_args
     check_check_args(args)  # arguments and the --json path, before any work (exit 2)
@@ -169,14 +176,10 @@ def run(args):
     if not cases:
         print("netparity check: no case selected", file=sys.stderr)
         return 2
-    try:
-        import torch
-        if all(c.size == "toy" for c in cases):
-            torch.set_num_threads(1)  # tiny matrices: more threads only add synchronisation
-    except ImportError:
-        pass
+    from netparity.numerics import thread_policy
     from netparity.runner import margins, run_cases, summary
-    outcomes = run_cases(cases, progress=not args.no_progress)
+    with thread_policy(max(map(case_work, cases))):  # small problems: one thread
+        outcomes = run_cases(cases, progress=not args.no_progress)
     colour = sys.stdout.isatty() and not args.no_color and "NO_COLOR" not in os.environ
     print(render(outcomes, colour))
     print("margin: worst error/bound per stage over every case (pass <= 1)")

@@ -230,6 +230,18 @@ def read_bench(bench_dir):
     return text, pngs
 
 
+def bench_source(bench_dir, text):
+    """Whose benchmark results the report shows: this report measures none, so it says
+    which run they come from (the provenance line of bench.md) and from where."""
+    machine = split_bench(text)[0] if text else ""
+    run = machine[len("Machine:"):].strip() if machine else "a run that recorded no provenance"
+    if os.path.abspath(bench_dir) == os.path.abspath(BENCH_RESULTS):
+        return (f"These are the committed results in bench/results/, not measured by this report: "
+                f"{run}. Re-measure on this machine with `netparity bench --plots DIR` and "
+                f"`netparity report --bench-dir DIR`.")
+    return f"Results read from {bench_dir}, not measured by this report: {run}."
+
+
 def split_bench(text):
     """bench.md as (machine line, full table, article speed-ups + targets)."""
     lines = text.splitlines()
@@ -328,6 +340,7 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
     if bench_text is None and not bench_pngs:
         md += ["no benchmark results (run `netparity bench --quick --plots bench/results`)", ""]
     else:
+        md += [meta["bench_source"], ""]
         if bench_text:
             md += [bench_text.replace("\n# ", "\n### "), ""]
         for p in bench_pngs:
@@ -387,6 +400,7 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
         # a reader wants the pictures and the headline numbers; the full table (one row
         # per benchmark, ~130) is there, folded
         machine, full, bench_summary = split_bench(bench_text or "")
+        h += [f"<p class='note'>{html.escape(meta['bench_source'])}</p>"]
         if machine:
             h += [md_table_to_html(machine)]
         h += ["<div class='grid'>"] + [img("bench_" + os.path.basename(p), os.path.basename(p))
@@ -412,23 +426,21 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
 def run(args):
     from netparity.backends import available_backends, backend_spec
     from netparity.cli_checks import check_report_args
+    from netparity.numerics import step_work, thread_policy
     from netparity.runner import run_cases, select_cases, summary
     check_report_args(args)  # arguments and the --out directory, before any work (exit 2)
     t0 = time.time()
-    try:
-        import torch
-        torch.set_num_threads(1)  # tiny matrices: more threads only add synchronisation
-    except ImportError:
-        pass
     steps = 200 if args.quick else args.steps
     mirrors = [b for b in available_backends() if backend_spec(b).mirror]
     paths = ["manual"] if args.quick else ["manual", "autodiff", "idiomatic"]
     check_cmd = "netparity check " + " ".join(f"--backend {b}" for b in mirrors) + " " + " ".join(
         f"--path {p}" for p in paths) + " (float64, float32; tanh/sigmoid 2-4-1, gd, full batch, 1 step)"
     print("checking ...", file=sys.stderr)
-    outcomes = run_cases(select_cases(mirrors, paths), progress=not args.no_progress)
-    print(f"training the article's network for {steps} iterations ...", file=sys.stderr)
-    curves = {dt: train_curves(steps, dt) for dt in ("float64", "float32")}
+    # the article's network: a small problem, one thread (netparity.numerics.thread_policy)
+    with thread_policy(step_work((2, 4, 1), 400)):
+        outcomes = run_cases(select_cases(mirrors, paths), progress=not args.no_progress)
+        print(f"training the article's network for {steps} iterations ...", file=sys.stderr)
+        curves = {dt: train_curves(steps, dt) for dt in ("float64", "float32")}
     figures = {"heatmap.png": _png(heatmap_figure(outcomes)),
                "costs.png": _png(cost_figure(curves)),
                "boundaries.png": _png(boundary_figure(curves["float64"]))}
@@ -437,7 +449,8 @@ def run(args):
         with open(p, "rb") as f:
             figures["bench_" + os.path.basename(p)] = f.read()
     meta = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "elapsed": time.time() - t0,
-            "steps": steps, "check_cmd": check_cmd}
+            "steps": steps, "check_cmd": check_cmd,
+            "bench_source": bench_source(args.bench_dir, bench[0])}
     write_report(args.out, outcomes, curves, figures, bench, source_of(), fingerprint_rows(), meta)
     print(f"wrote {os.path.join(args.out, 'report.html')} and {os.path.join(args.out, 'report.md')} "
           f"({time.time() - t0:.0f} s)")

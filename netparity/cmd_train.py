@@ -20,6 +20,7 @@ import reference as ref
 from netparity import fileio
 from netparity.backends import REGISTRY, get_backend
 from netparity.cli_checks import check_train_args, seed_value
+from netparity.numerics import thread_policy
 
 
 # ------------------------------------------------------------------ argument types
@@ -137,14 +138,21 @@ def train_one(name, bk, params, X, Y, hidden, output, optimizer, args, prefix):
             bar.write(line, file=sys.stdout)
 
     try:
-        final, _, costs = bk.train(
-            bk.tree_from_numpy(params, args.dtype, args.device),
-            bk.from_numpy(X, args.dtype, args.device), bk.from_numpy(Y, args.dtype, args.device),
-            hidden, output, optimizer, num_epochs=args.epochs, batch_size=args.batch_size,
-            seed=args.seed, cost=args.cost, callback=callback)
+        with thread_policy((params_dims(params), X.shape[1])):  # small problems: one thread
+            final, _, costs = bk.train(
+                bk.tree_from_numpy(params, args.dtype, args.device),
+                bk.from_numpy(X, args.dtype, args.device), bk.from_numpy(Y, args.dtype, args.device),
+                hidden, output, optimizer, num_epochs=args.epochs, batch_size=args.batch_size,
+                seed=args.seed, cost=args.cost, callback=callback)
     finally:
         bar.close()
     return bk.tree_to_numpy(final), np.asarray(bk.to_numpy(costs), dtype=np.float64)
+
+
+def params_dims(params):
+    """Layer sizes (n_0, ..., n_L) from W1 (n_1, n_0), ..., WL (n_L, n_{L-1})."""
+    L = len(params) // 2
+    return (params["W1"].shape[1],) + tuple(params[f"W{l}"].shape[0] for l in range(1, L + 1))
 
 
 def accuracy(params, X, Y, hidden, output):

@@ -553,6 +553,8 @@ def _v_update_parameters(a, ops):
 
 
 def _v_optimize(a, ops):
+    if "compiled" in a and not isinstance(a["compiled"], bool):  # a mirror's extra argument
+        raise TypeError(f"compiled must be True or False, got {a['compiled']!r}")
     check_learning_rate(a["learning_rate"])
     check_count("num_iterations", a["num_iterations"], 0)
     check_data(a["parameters"], a["X"], a["Y"], "sigmoid", ops, num_layers=2)

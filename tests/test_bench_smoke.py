@@ -60,3 +60,82 @@ def test_targets_are_judged_on_the_stated_numbers():
     assert lines[1].startswith("MISSED: compiled once") and "twice" in lines[1]
     lines = check_targets([{**big[0], "roofline": 0.5, "roofline_xla": 0.6}])
     assert lines[0].startswith("MISSED: largest config big")
+
+
+def test_bench_suite_names_no_framework():
+    """bench/ reads every backend fact from the registry and the backends' own hooks
+    (BackendSpec.bench): no name or string of its code names a mirror, its package or its
+    framework (the reference is the source of the data and the paired baseline: allowed)."""
+    import io
+    import tokenize
+    from netparity.backends import REGISTRY
+    banned = {"jnp"}
+    for spec in REGISTRY.values():
+        if spec.mirror:  # the framework is the array type's package: torch.Tensor -> torch
+            banned |= {spec.name, spec.module, spec.arrays.split(".")[0]}
+    found = []
+    for name in sorted(os.listdir(os.path.join(ROOT, "bench"))):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(ROOT, "bench", name), encoding="utf-8") as f:
+            for tok in tokenize.generate_tokens(io.StringIO(f.read()).readline):
+                is_literal = tok.type == tokenize.STRING and tok.string.strip("\"'") in banned
+                if (tok.type == tokenize.NAME and tok.string in banned) or is_literal:
+                    found.append(f"{name}:{tok.start[0]} {tok.string}")
+    assert found == [], found
+
+
+def test_results_of_earlier_runs_read_with_todays_variant_names():
+    """A saved run from before the rename (torch's ``autograd`` variant, now ``autodiff``
+    like the registry's gradient path) renders under the new name, with its numbers."""
+    from netparity.cmd_bench import rows
+
+    def bench(variant, median):
+        info = dict(backend="torch", variant=variant, device="cpu", config="c", dims=[2, 4, 1],
+                    m=400, dtype="float64", op="step", steps=1, flops=4e4, bytes=1e5,
+                    compile_s=0.0)
+        return {"name": f"test_core[c-step-torch-{variant}]", "extra_info": info,
+                "stats": {"median": median}}
+
+    peaks = {"flops_float64": 1e10, "flops_float32": 2e10, "bandwidth": 1e10}
+    data = {"machine_info": {"roofline": peaks},
+            "benchmarks": [bench("autograd", 2e-4), bench("manual", 1e-4)]}
+    got = {r["label"]: r for r in rows(data)}
+    assert sorted(got) == ["torch-autodiff", "torch-manual"]
+    assert got["torch-autodiff"]["variant"] == "autodiff"
+    assert got["torch-autodiff"]["name"] == "test_core[c-step-torch-autodiff]"
+    assert got["torch-autodiff"]["us_per_step"] == 200.0
+
+
+def test_tables_say_where_and_when_they_were_measured(tmp_path):
+    """Every rendered table starts with the run's provenance (date, machine, cores,
+    versions, size, load); a run saved before provenance was recorded says so; the report
+    says its benchmark section is the committed run's, not its own."""
+    from netparity.cmd_bench import render
+    from netparity.cmd_report import BENCH_RESULTS, bench_source
+    info = dict(backend="numpy", variant="reference", device="cpu", config="c", dims=[2, 4, 1],
+                m=400, dtype="float64", op="step", steps=1, flops=4e4, bytes=1e5, compile_s=0.0)
+    peaks = {"flops_float64": 1e10, "flops_float32": 2e10, "bandwidth": 1e10}
+    prov = {"size": "quick", "cores": 2, "nice": 0, "load_start": [3.25, 3.0, 3.0],
+            "load_end": [4.5, 4.0, 4.0],
+            "fingerprint": {"cpu": "Test CPU", "numpy": "9.9.9", "python": "3.99"}}
+    data = {"datetime": "2031-02-03T04:05:06.7+00:00",
+            "machine_info": {"roofline": peaks, "provenance": prov},
+            "benchmarks": [{"name": "b", "extra_info": info, "stats": {"median": 1e-4}}]}
+    first = render(data).splitlines()[0]
+    assert first.startswith("Machine: 2031-02-03 04:05 UTC, Test CPU, 2 cores; quick run; numpy 9.9.9")
+    assert "load average 3.2 at start, 4.5 at end (nice 0)" in first
+    del data["machine_info"]["provenance"]
+    assert "size, versions and load were not recorded" in render(data).splitlines()[0]
+    note = bench_source(BENCH_RESULTS, first)
+    assert note.startswith("These are the committed results in bench/results/, not measured by this report: "
+                           "2031-02-03 04:05 UTC, Test CPU")
+    assert bench_source(str(tmp_path), first).startswith(f"Results read from {tmp_path}")
+
+
+def test_readme_benchmark_section_is_the_committed_run():
+    """README.md's benchmark table is what tools/readme_bench.py writes from
+    bench/results/bench.json: regenerate it after committing a run."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "readme_bench.py"), "--check"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -20,7 +20,7 @@ from .network import (initialize_network, network_forward, network_backward,
                       network_backward_autodiff, num_layers)
 from .network import predict as network_predict
 from .optim import init_optimizer_state, learning_rate_at, optimizer_step
-from .training import train_step, train, gradient_norms
+from .training import train_step, train, train_scan, gradient_norms
 
 NAME = "torch"
 from ._convert import from_numpy, to_numpy, tree_from_numpy, tree_to_numpy

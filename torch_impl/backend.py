@@ -56,6 +56,24 @@ def compile_status():
     return True, f"torch.compile (inductor) works, torch {torch.__version__}"
 
 
+def compiled_graphs():
+    """Graphs torch.compile has compiled in this process since ``reset_compiled()``
+    (1 per compiled function and shape; more means it recompiled or broke the graph).
+    Graphs, not frames: a fullgraph compile counts no frame in torch 2.13."""
+    from torch._dynamo.utils import counters
+    return counters["stats"]["unique_graphs"]
+
+
+def reset_compiled():
+    """Drop every torch.compile'd graph of this process and zero ``compiled_graphs()``:
+    the next call compiles afresh (a second shape would otherwise switch torch.compile to
+    dynamic shapes, a different program from the one a fresh process compiles)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+
+
 def make_train_step(hidden, output, optimizer, cost="stable", grad_path="manual", compiled=False):
     """fn(parameters, state, X, Y) -> (parameters, state, cost, grads), like train_step.
     grad_path "autodiff" takes the gradients from torch.autograd; compiled=True runs

@@ -20,6 +20,42 @@ def num_layers(parameters):
     return len(parameters) // 2
 
 
+# The three products of a layer, W A_prev, W^T dZ and dZ A_prev^T. Eager, each is one BLAS
+# call (A @ B). Inside torch.compile, a product with a small weight matrix is written as a
+# broadcast multiply and a sum instead: inductor then fuses it with the elementwise work
+# around it into one C++ loop, where A @ B stays a separate BLAS call of its own (at
+# planar 2-4-1 x 400 the five calls of a step cost more than the step's arithmetic). The
+# sum runs over the contraction axis in a different order from BLAS: a rounding
+# difference within the a-priori bounds (any order is, tolerance.py).
+SMALL_WEIGHTS = 256  # elements of W up to which a compiled product is a fused loop
+
+
+def _fuse(W):
+    return torch.compiler.is_compiling() and W.numel() <= SMALL_WEIGHTS
+
+
+def weight_product(W, A):
+    """W (n, p) @ A (p, m) -> (n, m)."""
+    if _fuse(W):
+        return (W[:, :, None] * A[None, :, :]).sum(1)
+    return W @ A
+
+
+def weight_t_product(W, dZ):
+    """W^T (p, n) @ dZ (n, m) -> (p, m)."""
+    if _fuse(W):
+        return (W.T[:, :, None] * dZ[None, :, :]).sum(1)
+    return W.T @ dZ
+
+
+def outer_product(dZ, A, W):
+    """dZ (n, m) @ A^T (m, p) -> (n, p), shaped like W (the sum over the m examples runs
+    along the contiguous axis of both, so the fused loop vectorises)."""
+    if _fuse(W):
+        return (dZ[:, None, :] * A[None, :, :]).sum(-1)
+    return dZ @ A.T
+
+
 def initialize_network(layer_dims, init="article", seed=1, dtype=torch.float64, device="cpu"):
     """The reference's draws (float64, ``RandomState(seed)``) cast to ``dtype`` (torch or
     NumPy dtype, or a name) on ``device``."""
@@ -35,7 +71,7 @@ def network_forward(X, parameters, hidden="tanh", output="sigmoid"):
     cache = {"A0": X}
     A = X
     for l in range(1, L + 1):
-        Z = parameters[f"W{l}"] @ A + parameters[f"b{l}"]
+        Z = weight_product(parameters[f"W{l}"], A) + parameters[f"b{l}"]
         A = activation(output if l == L else hidden, Z)
         cache[f"Z{l}"], cache[f"A{l}"] = Z, A
     return A, cache
@@ -54,9 +90,10 @@ def network_backward(parameters, cache, X, Y, hidden="tanh", output="sigmoid"):
     for l in range(L, 0, -1):
         A_prev = cache[f"A{l - 1}"]
         grads[f"dZ{l}"] = dZ
-        grads[f"dW{l}"] = dZ @ A_prev.T / m
+        W = parameters[f"W{l}"]
+        grads[f"dW{l}"] = outer_product(dZ, A_prev, W) / m
         grads[f"db{l}"] = torch.sum(dZ, dim=1, keepdim=True) / m
-        dA = parameters[f"W{l}"].T @ dZ
+        dA = weight_t_product(W, dZ)
         grads[f"dA{l - 1}"] = dA
         if l > 1:
             dZ = dA * activation_grad(hidden, cache[f"Z{l - 1}"], cache[f"A{l - 1}"])
