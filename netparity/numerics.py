@@ -60,3 +60,35 @@ def tf32_canary(backend, device):
     A, B = backend.from_numpy(a, "float32", device), backend.from_numpy(b, "float32", device)
     out = backend.to_numpy(A @ B)
     return bool(out[0, 0] == np.float32(1 + 2.0 ** -20))
+
+
+# ------------------------------------------------------------------ threads
+
+# Below this many floating-point operations per step, torch's intra-op threads only add
+# synchronisation: the article's 2-4-1 x 400 step (~2e4 flops) ran 5.3 ms/step with 2
+# threads on the 2-core CI machine under load and 0.75 ms with 1 (docs/framework_differences.md, row 12).
+SMALL_WORK_FLOPS = 5e6
+
+
+def step_flops(layer_dims, m):
+    """Floating-point operations of one training step of a dense network (forward 2, backward
+    4 per multiply-add of every W[l] A[l-1]): 6 m sum(n_l n_{l-1})."""
+    return 6 * m * sum(a * b for a, b in zip(layer_dims[:-1], layer_dims[1:]))
+
+
+@contextmanager
+def thread_policy(work):
+    """torch's intra-op threads for a problem of ``work`` flops per step: one thread when
+    it is small (below SMALL_WORK_FLOPS), torch's own setting otherwise; restored on exit.
+    Yields the thread count in effect (None without torch), for the caller to report."""
+    if not _has("torch"):
+        yield None
+        return
+    import torch
+    saved = torch.get_num_threads()
+    if work < SMALL_WORK_FLOPS:
+        torch.set_num_threads(1)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(saved)
