@@ -17,16 +17,11 @@ from netparity.stagenames import stage_order
 from netparity.stages import Case
 
 
-@pytest.fixture(scope="module")
-def columns():
-    cols, problems = sidebyside.build()
-    assert problems == [], "\n".join(problems)
-    return cols
-
-
-def test_every_formula_row_is_covered_and_read_from_the_real_source(columns):
+def test_every_formula_row_is_covered_and_read_from_the_real_source():
     """build() found every pattern exactly once and every row covered (no problems); each
     line shown is, line for line, in the source of the object it names."""
+    columns, problems = sidebyside.build()
+    assert problems == [], "\n".join(problems)
     ran = [c for c in columns if not c.error]
     assert {c.backend for c in ran} == set(available_backends())
     shown = 0
