@@ -116,25 +116,33 @@ def test_lr_decay_with_mini_batches_decays_once_per_epoch(capsys):
                                         for e in range(2)]
 
 
-def test_divergence_is_reported_in_command_line_terms(capsys):
-    """lr 100 with the literal cost saturates the sigmoid within a few updates: one line
-    naming the update and what to try, as options; no NumPy warning, no Python argument."""
+@pytest.mark.parametrize("argv, hidden, lr, cost, tips", [
+    # lr 100 with the literal cost saturates the sigmoid within a few updates
+    (["--lr", "100", "--cost", "literal"], "tanh", 100.0, "literal",
+     "Try a smaller --lr (now 100), --cost stable (the literal cost is inf once a prediction rounds "
+     "to 0 or 1), --optimizer adam or --lr-decay 0.01"),
+    # relu units grow without bound: NumPy's matmul overflows (and warned, before)
+    (["--lr", "1e20", "--hidden", "relu"], "relu", 1e20, "stable",
+     "Try a smaller --lr (now 1e+20), --optimizer adam or --lr-decay 0.01")],
+    ids=["literal-cost-saturates", "relu-overflows"])
+def test_divergence_is_reported_in_command_line_terms(argv, hidden, lr, cost, tips, capsys):
+    """One line naming the update and what to try, as options: no NumPy RuntimeWarning
+    (an error here), no Python argument."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a RuntimeWarning would fail the run
-        rc = main(["train", "--lr", "100", "--cost", "literal", "--iterations", "50",
-                   "--no-progress", "--print-every", "0"])
+        rc = main(["train", *argv, "--iterations", "50", "--no-progress", "--print-every", "0"])
     err = capsys.readouterr().err
     assert rc == 1
     X, Y = ref.load_planar_dataset()
     with np.errstate(all="ignore"):
-        _, _, costs = ref.train(ref.initialize_network([2, 4, 1]), X, Y, optimizer=ref.Optimizer("gd", 100.0),
-                                num_epochs=50, cost="literal", check_finite=False)
+        _, _, costs = ref.train(ref.initialize_network([2, 4, 1]), X, Y, hidden,
+                                optimizer=ref.Optimizer("gd", lr), num_epochs=50, cost=cost,
+                                check_finite=False)
     first = int(np.argmax(~np.isfinite(costs)))
     assert err.strip().splitlines() == [
         f"netparity train: training diverged: the cost is {costs[first]} at update {first} (the steps "
         "are too large: the updates overshoot until a value overflows or a prediction saturates). "
-        "Try a smaller --lr (now 100), --cost stable (the literal cost is inf once a prediction rounds "
-        "to 0 or 1), --optimizer adam or --lr-decay 0.01"]
+        + tips]
     assert "check_finite" not in err and "Warning" not in err
 
 
