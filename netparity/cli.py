@@ -55,6 +55,8 @@ def build_parser():
             continue  # subcommand not built yet
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_arguments(p)
+        if p.formatter_class is argparse.ArgumentDefaultsHelpFormatter:
+            p.formatter_class = HelpFormatter  # no "(default: None)", no default said twice
         p.set_defaults(_run=mod.run)
     return parser
 

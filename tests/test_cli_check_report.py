@@ -281,3 +281,78 @@ def test_report_renders_in_a_headless_browser(report_dir, tmp_path):
     assert result["imgs"] >= 3 and result["broken"] == 0 and result["errors"] == [], result
     console = [l for l in p.stderr.splitlines() if "CONSOLE" in l]
     assert not console, console
+
+
+# ------------------------------------------------------------------ check's table and help
+
+@pytest.fixture(scope="module")
+def default_outcomes():
+    from netparity.runner import run_cases, select_cases
+    with suite_numeric_state():
+        return run_cases(select_cases(), progress=False)
+
+
+def test_check_table_fits_100_columns_and_aligns(default_outcomes):
+    """The default slice (4 columns) wraps into blocks of whole columns, the stage names
+    repeated; every number sits in the same character columns on every row."""
+    from netparity.cmd_check import render
+    text = render(default_outcomes, colour=False, width=100)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    rows = [line for line in lines if line.strip().startswith("dW1 ")]
+    assert len(rows) == 4  # 2 dtypes x 2 blocks
+    for header_idx, line in enumerate(lines):
+        if line.strip().startswith("stage "):
+            block = lines[header_idx + 1:header_idx + 10]
+            # the 'x' closing each ratio and the 'u' of each ULP count: same positions on every row
+            for ch in "xu":
+                cols = {tuple(i for i, c in enumerate(row) if c == ch) for row in block}
+                assert len(cols) == 1, (ch, block)
+    wide = render(default_outcomes, colour=False, width=200)
+    assert sum(1 for line in wide.splitlines() if line.strip().startswith("stage ")) == 2  # no wrap
+    for word in ("ULP", "bound 2E", "float64 oracle", "docs/tolerances.md"):
+        assert word in text
+
+
+def test_check_says_why_a_path_has_no_forward_rows():
+    pytest.importorskip("jax")
+    from netparity.cmd_check import render
+    from netparity.runner import run_case
+    with suite_numeric_state():
+        outcomes = [run_case(Case("jax", p, dtype="float64")) for p in ("manual", "compiled")]
+    text = render(outcomes, width=100)
+    z1 = next(line for line in text.splitlines() if line.strip().startswith("Z1 "))
+    assert z1.rstrip().endswith("n/a")
+    assert "n/a on the compiled path: one compiled step returns its cost and gradients, not its " \
+           "forward cache (Z, A) nor the literal cost" in text
+
+
+def test_check_colours_and_the_heat_map_share_one_scale(default_outcomes):
+    """Each heat-map cell has the colour of check's verdict for its ratio."""
+    from matplotlib.colors import to_rgba
+    from netparity.cmd_check import GREEN, RED, YELLOW, colour_for
+    from netparity.cmd_report import heatmap_figure
+    from netparity.runner import VERDICTS, verdict
+    assert [colour_for(r) for r in (0.0, 0.05, 0.1, 0.5, 1.0, 1.5, float("inf"))] == \
+        [GREEN, GREEN, YELLOW, YELLOW, YELLOW, RED, RED]
+    fig, links = heatmap_figure(default_outcomes)
+    im = fig.axes[0].images[0]
+    M = im.get_array()
+    colours = {name: to_rgba(c) for name, _, c in VERDICTS}
+    stages = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    checked = 0
+    for j, res in enumerate(default_outcomes):
+        for stage, r in res.worst_per_stage().items():
+            i = stages.index(stage)
+            assert tuple(im.cmap(im.norm(M[i, j]))) == colours[verdict(r.ratio)], (stage, r.ratio)
+            checked += 1
+    assert checked == len(links) > 60
+
+
+@pytest.mark.parametrize("command", ["train", "check", "report", "verify", "bench"])
+def test_help_shows_each_default_once_and_never_none(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text
+    assert not re.search(r"\(default: [^)]*\) \(default:", text), text
