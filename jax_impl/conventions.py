@@ -133,6 +133,16 @@ CONVENTIONS = (
         "differs only where z == 0 exactly, where dZ is 100x the reference's (spirals has "
         "examples at the origin: every Z of a zero-bias net is 0 there); "
         "jnp.where(z > 0, z, 0.01 z) gives the reference's (Net uses it)"),
+    Convention(
+        "sharding.batch_mean", "data-parallel gradient",
+        "the batch mean: (1/m) sum over the batch's m examples, however they are split",
+        "jax.jit on a batch sharded by NamedSharding computes the global formula: XLA splits each "
+        "sum into per-device partial sums and an all-reduce, the batch mean on any split (an uneven "
+        "batch cannot be device_put sharded: put it replicated and let a sharding constraint inside "
+        "the jit split it, XLA pads the last shard); shard_map + lax.pmean of per-device means is "
+        "DDP's per-rank mean, wrong on unequal shards",
+        "in shard_map: psum(G_r * m_r / m), or pad to equal blocks of width s with a mask (a padded "
+        "example's error set to 0) and psum(G_r * s / m) (jax_impl.distributed, mode manual:psum)"),
 )
 
 CONVENTIONS_BY_KEY = {c.key: c for c in CONVENTIONS}

@@ -236,9 +236,15 @@ def _named_stages(state):
     return out
 
 
-def _step(params, rest, opt_state, x, y, graphdef, apply, tx, loss_fn, other_loss, output):
+def _step(params, rest, opt_state, x, y, graphdef, apply, tx, loss_fn, other_loss, output,
+          data_sharding=None):
     """One idiomatic update on rows x (m, n_x), y (m, n_y), plus what the stages need.
-    ``graphdef``/``rest``: an nnx module (nnx.split); else ``apply(params, x)``."""
+    ``graphdef``/``rest``: an nnx module (nnx.split); else ``apply(params, x)``.
+    ``data_sharding``: the rows are split over its mesh (data parallel; XLA pads an
+    uneven last shard and reduces the gradients of the global mean)."""
+    if data_sharding is not None:
+        x = jax.lax.with_sharding_constraint(x, data_sharding)
+        y = jax.lax.with_sharding_constraint(y, data_sharding)
     m = x.shape[0]
 
     def forward(params, pert, x):
@@ -269,7 +275,7 @@ def _step(params, rest, opt_state, x, y, graphdef, apply, tx, loss_fn, other_los
     return new_params, opt_state, grads, out
 
 
-_STATIC = ("graphdef", "apply", "tx", "loss_fn", "other_loss", "output")
+_STATIC = ("graphdef", "apply", "tx", "loss_fn", "other_loss", "output", "data_sharding")
 # one compile per (shapes, dtypes, module structure, tx, loss): tx and loss objects are
 # cached by optax_transform_for / make_loss, nnx graphdefs compare by structure
 _step_jit = jax.jit(_step, static_argnames=_STATIC)
@@ -277,7 +283,7 @@ _step_jit = jax.jit(_step, static_argnames=_STATIC)
 
 def run_steps(model_or_apply, tx, loss_fn, parameters, X, Y, batches, output, *,
               dtype="float64", params=None, jit=True, load=None, cost=None, device="cpu",
-              optimizer=None):
+              optimizer=None, data_sharding=None):
     """Run a user's idiomatic training step on the reference's data and batches, and
     capture the last step's stages in the reference's names and layout.
 
@@ -300,6 +306,12 @@ def run_steps(model_or_apply, tx, loss_fn, parameters, X, Y, batches, output, *,
                     needs its momentum_form and beta (vdP = (1 - beta) trace for the EMA
                     form). None: conventions.reference_optimizer_for(opt_state), i.e. the
                     name inferred from the state, every hyper-parameter at its default
+    data_sharding   None, or a jax.sharding.NamedSharding of the rows (e.g. over a Mesh
+                    axis "data": P("data")): data parallel, with jit; the parameters and
+                    optimiser state are replicated over its mesh (``device`` is then
+                    unused), each batch is put sharded when its rows divide evenly over
+                    the mesh (else replicated: the step's sharding constraint splits it,
+                    XLA padding the last shard) and XLA reduces the gradients
 
     Each update is the idiomatic one: J, grads = jax.value_and_grad(loss)(params);
     updates, opt_state = tx.update(grads, opt_state, params);
@@ -331,6 +343,10 @@ def run_steps(model_or_apply, tx, loss_fn, parameters, X, Y, batches, output, *,
     cost = cost or getattr(loss_fn, "cost", "stable")
     check_cost(cost)
     other = "literal" if cost == "stable" else "stable"
+    if data_sharding is not None:
+        if not jit:
+            raise ValueError("data_sharding needs jit=True (the sharding is a jit constraint)")
+        dev = jax.sharding.NamedSharding(data_sharding.mesh, jax.sharding.PartitionSpec())
     p = jax.device_put(p, dev)
     rest = jax.device_put(rest, dev) if rest is not None else None
     # jitted: eager, optax's zeros_like compiles one broadcast per parameter shape (~40 ms
@@ -344,11 +360,16 @@ def run_steps(model_or_apply, tx, loss_fn, parameters, X, Y, batches, output, *,
     step = _step_jit if jit else _step
     statics = dict(graphdef=graphdef, apply=apply, tx=tx, loss_fn=loss_fn,
                    other_loss=make_loss(output, other), output=output)
+    if data_sharding is not None:
+        statics["data_sharding"] = data_sharding
     if optimizer is None:
         optimizer = reference_optimizer_for(opt_state)
     costs = []
     for idx in batches:
-        x, y = jax.device_put((Xr[idx], Yr[idx]), dev)
+        put = dev
+        if data_sharding is not None and len(idx) % data_sharding.mesh.size == 0:
+            put = data_sharding  # device_put cannot split unevenly (ValueError): else replicated
+        x, y = jax.device_put((Xr[idx], Yr[idx]), put)
         p, opt_state, grads, out = step(p, rest, opt_state, x, y, **statics)
         costs.append(out["J"])
     stages = _stages(out, grads, p, layers, cost, other)
@@ -385,17 +406,20 @@ def _stages(out, grads, new_params, layers, cost, other):
 
 
 def run_idiomatic(parameters, X, Y, batches, hidden="tanh", output="sigmoid",
-                  optimizer=Optimizer(), dtype="float64", device="cpu", cost="stable"):
+                  optimizer=Optimizer(), dtype="float64", device="cpu", cost="stable",
+                  data_sharding=None):
     """The idiomatic JAX path of the conformance matrix: Net(hidden, output) +
     make_loss(output, cost) + conventions.optax_transform_for(optimizer, dtype), run by
     run_steps on the reference's ``parameters`` (W1 b1 ..., NumPy), X (n_x, m), Y (n_y, m)
     and ``batches`` (column indices per update). Returns the last update's stages (dict
-    of NumPy arrays in the reference's names and layout; t' only for Adam or a schedule)."""
+    of NumPy arrays in the reference's names and layout; t' only for Adam or a schedule).
+    ``data_sharding``: data parallel over its mesh (run_steps)."""
     dims = [parameters["W1"].shape[1]] + [parameters[f"W{l}"].shape[0]
                                           for l in range(1, len(parameters) // 2 + 1)]
     # abstract (nnx.eval_shape): no initial draws are made, the reference's are loaded
     model = nnx.eval_shape(lambda: Net(dims, hidden, output, dtype=dtype))
     tx = optax_transform_for(optimizer, dtype)
     stages, _ = run_steps(model, tx, make_loss(output, cost), parameters, X, Y, batches, output,
-                          dtype=dtype, device=device, optimizer=optimizer)
+                          dtype=dtype, device=device, optimizer=optimizer,
+                          data_sharding=data_sharding)
     return stages

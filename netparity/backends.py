@@ -38,6 +38,10 @@ class BackendSpec:
     mirror         part of the default slices of ``check``/``report``/tests (the reference is not:
                    it is what the mirrors are compared with)
     style          (colour, line style) of its curves in plots
+    data_parallel  its data-parallel modes "path:reduction" (path one of PATHS) -> None, or the
+                   key of the convention row (in its conventions table) by which that mode
+                   differs from the reference on unequal shards; ``<module>.distributed.launch``
+                   runs them (netparity/distributed.py, docs/scale_out.md)
     """
     name: str
     module: str
@@ -49,11 +53,16 @@ class BackendSpec:
     arrays: str = "numpy.ndarray"
     mirror: bool = True
     style: tuple = ("#7f7f7f", "-.")
+    data_parallel: dict = field(default_factory=dict)
 
     def __post_init__(self):
         bad = [p for p in self.paths if p not in PATHS]
         if bad:
             raise ValueError(f"backend {self.name!r}: unknown path(s) {bad}; expected a subset of {PATHS}")
+        bad = [m for m in self.data_parallel if m.partition(":")[0] not in self.paths or not m.partition(":")[2]]
+        if bad:
+            raise ValueError(f"backend {self.name!r}: data-parallel mode(s) {bad} are not 'path:reduction' "
+                             f"with a path of {self.paths}")
 
     def missing_device_reason(self, device):
         return self.missing_device.get(device, f"no {device} device") + " on this machine"
@@ -79,13 +88,22 @@ def unregister(name):
 
 register(BackendSpec("numpy", "reference", paths=("manual",), mirror=False,
                      style=("#1f77b4", "-")))
+# data parallel: manual:all_reduce  the mirror's formulas per rank, gradients all-reduced by hand
+#                idiomatic:ddp     DistributedDataParallel around the nn.Module (per-rank mean)
+#                idiomatic:ddp_weighted   ... with a comm hook weighting each rank by m_r / m
 register(BackendSpec("torch", "torch_impl", paths=("manual", "autodiff", "compiled", "idiomatic"),
                      devices=("cpu", "cuda"), missing_device={"cuda": "no CUDA device"},
                      tf32_devices=("cuda",), slow_compile=True, arrays="torch.Tensor",
-                     style=("#d62728", "--")))
+                     style=("#d62728", "--"),
+                     data_parallel={"manual:all_reduce": None, "idiomatic:ddp": "ddp.per_rank_mean",
+                                    "idiomatic:ddp_weighted": None}))
+# data parallel: manual:jit   the mirror's formulas on a batch sharded over a Mesh, reduced by XLA
+#                manual:psum  the same per device in shard_map, gradients psum-med by hand
+#                idiomatic:jit  flax.nnx + optax under jit on the sharded batch
 register(BackendSpec("jax", "jax_impl", paths=("manual", "autodiff", "compiled", "idiomatic"),
                      devices=("cpu", "gpu"), missing_device={"gpu": "no JAX GPU device"},
-                     tf32_devices=("gpu",), arrays="jax.Array", style=("#2ca02c", ":")))
+                     tf32_devices=("gpu",), arrays="jax.Array", style=("#2ca02c", ":"),
+                     data_parallel={"manual:jit": None, "manual:psum": None, "idiomatic:jit": None}))
 
 
 def backend_spec(name):

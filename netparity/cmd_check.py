@@ -13,6 +13,7 @@ import os
 import sys
 
 from netparity.backends import PATHS, REGISTRY, mirrors
+from netparity.cli_checks import UsageError
 from netparity.runner import DEFAULT_PATHS, DTYPES
 
 GREEN, YELLOW, RED, BOLD, RESET = "\033[32m", "\033[33m", "\033[31m", "\033[1m", "\033[0m"
@@ -42,10 +43,17 @@ def add_arguments(parser):
                         help="architecture(s) (repeatable; default: shallow = the article's 2-4-1)")
     parser.add_argument("--optimizer", action="append", choices=list(OPTIMIZER_CONFIGS), default=None,
                         help="optimiser(s) (repeatable; default: gd)")
-    parser.add_argument("--batch", action="append", choices=list(BATCH_SIZES), default=None,
-                        help="batch mode(s) (repeatable; default: full)")
+    from netparity.distributed import DP_BATCH_SIZES
+    parser.add_argument("--batch", action="append", default=None,
+                        choices=list(BATCH_SIZES) + [b for b in DP_BATCH_SIZES if b not in BATCH_SIZES],
+                        help="batch mode(s) (repeatable; default: full; with --data-parallel: full "
+                             "and odd, 63 examples, unequal shards)")
     parser.add_argument("--steps", action="append", type=int, default=None,
                         help="number(s) of updates before the stages are recorded (default: 1)")
+    parser.add_argument("--data-parallel", metavar="N", type=int, default=None,
+                        help="split each batch over N workers on the engines (torch.distributed "
+                             "gloo ranks, N JAX host devices) and compare every stage with the "
+                             "single-process reference (netparity/distributed.py, docs/scale_out.md)")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write the results (and the environment fingerprint) as JSON")
     parser.add_argument("--no-color", action="store_true", help="no ANSI colours")
@@ -170,6 +178,12 @@ def to_json(outcomes):
 def run(args):
     from netparity.cli_checks import check_check_args
     check_check_args(args)  # arguments and the --json path, before any work (exit 2)
+    if args.data_parallel is not None:
+        from netparity.distributed import run_check
+        return run_check(args)
+    from netparity.stages import BATCH_SIZES
+    if any(b not in BATCH_SIZES for b in args.batch or []):
+        raise UsageError("--batch odd (unequal shards) needs --data-parallel N")
     cases = selected_cases(args)
     if not cases:
         print("netparity check: no case selected", file=sys.stderr)

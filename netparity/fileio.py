@@ -237,6 +237,13 @@ def write_text(path, text, encoding="utf-8"):
         f.write(text)
 
 
+def save_npz(path, **arrays):
+    """``np.savez`` (no pickle: plain arrays only), atomically."""
+    import numpy as np
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
 def write_json(path, obj, indent=1):
     """The JSON text is built first: an object that cannot be serialised fails before
     any file is touched."""

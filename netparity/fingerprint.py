@@ -55,4 +55,6 @@ def fingerprint():
         fp["jaxlib"] = jaxlib.__version__
         fp["jax_devices"] = [str(d) for d in jax.devices()]
     fp["precision_flags"] = precision_flags()
+    from netparity.distributed import environment
+    fp["data_parallel"] = environment()  # the engines of `netparity check --data-parallel N`
     return fp

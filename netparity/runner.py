@@ -170,12 +170,16 @@ def config_key(case):
 
 
 def config_title(case):
+    if getattr(case, "title", None):  # a case that names itself (netparity.distributed.DPCase)
+        return case.title
     dims = "x".join(map(str, case.layer_dims()))
     return (f"{case.dtype} {case.hidden}/{case.output} {dims} {case.optimizer} {case.batch} "
             f"{case.steps} step{'s' if case.steps != 1 else ''}")
 
 
 def column_name(case):
+    if getattr(case, "column", None):  # a case that names itself (netparity.distributed.DPCase)
+        return case.column
     return f"{case.backend}/{case.path}" + ("" if case.device == "cpu" else f"@{case.device}")
 
 

@@ -160,10 +160,12 @@ def expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32=False):
                         OPTIMIZER_CONFIGS[optimizer], dtype, tf32)
 
 
-def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False):
+def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False, workers=1):
     """The reference's run of ``batches`` (column indices into X, Y) from the float64
     parameters ``p0``: the last step's stages in ``dtype`` and in float64 (the oracle),
-    and every stage's bound, carried through the steps (tolerance.py)."""
+    and every stage's bound, carried through the steps (tolerance.py). ``workers`` > 1:
+    the bounds of a data-parallel run whose batch means are reduced over that many
+    workers (tolerance.reduction_roundings)."""
     prec = Precision(dtype, tf32)
     p_ref = R.tree_from_numpy(p0, dtype)
     s_ref = R.init_optimizer_state(p_ref, optimizer)
@@ -180,7 +182,7 @@ def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False
         _, cache64 = R.network_forward(Xb, p64, hidden, output)
         grads64 = {k: oracle[k] for k in oracle if k.startswith("d")}
         bounds, E_P, E_S = stage_bounds(p64, s64, Xb, Yb, cache64, grads64, new64, news64,
-                                        E_P, E_S, hidden, output, optimizer, prec)
+                                        E_P, E_S, hidden, output, optimizer, prec, workers=workers)
         p64, s64 = new64, news64
         for lst, v in zip(costs, (ref, oracle, bounds)):
             lst.append(float(v["cost_stable"]))

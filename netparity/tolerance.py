@@ -129,12 +129,13 @@ def forward_bounds(params, cache, E_params, E_X, hidden, output, prec):
     return E
 
 
-def cost_bounds(cache, Y, E, output, cost, prec):
-    """Bound on the scalar cost (a 0-d array)."""
+def cost_bounds(cache, Y, E, output, cost, prec, extra_roundings=0):
+    """Bound on the scalar cost (a 0-d array). ``extra_roundings``: of a data-parallel
+    reduction of the batch mean (``reduction_roundings``)."""
     L = (len(cache) - 1) // 2
     Z, A, EZ, EA = cache[f"Z{L}"], cache[f"A{L}"], E[f"Z{L}"], E[f"A{L}"]
     m, k = Y.shape[1], Y.shape[0]
-    red = prec.gamma(m * k) + prec.f
+    red = prec.gamma(m * k) + prec.f + extra_roundings * prec.u
     if cost == "stable":
         terms = np.abs(np.maximum(Z, 0)) + np.abs(Z * Y) + np.log1p(np.exp(-np.abs(Z)))
         if output == "softmax":
@@ -155,8 +156,9 @@ def cost_bounds(cache, Y, E, output, cost, prec):
         return np.asarray((np.sum(dl * EA + extra) + red * np.sum(terms)) / m)
 
 
-def backward_bounds(params, cache, grads, E_params, E, hidden, output, prec):
-    """E for every dZ^[l], dW^[l], db^[l], dA^[l-1]."""
+def backward_bounds(params, cache, grads, E_params, E, hidden, output, prec, extra_roundings=0):
+    """E for every dZ^[l], dW^[l], db^[l], dA^[l-1]. ``extra_roundings``: of a
+    data-parallel reduction of the batch means dW, db (``reduction_roundings``)."""
     L = len(params) // 2
     m = cache["A0"].shape[1]
     G = {}
@@ -166,9 +168,10 @@ def backward_bounds(params, cache, grads, E_params, E, hidden, output, prec):
         G[f"dZ{l}"] = EdZ
         # dZ A^T / m: the division by m is one more rounding (u), inside the gamma
         G[f"dW{l}"] = (_matmul_bound(dZ, A_prev.T, EdZ, E[f"A{l - 1}"].T, prec)
-                       + prec.u * (_abs(dZ) @ _abs(A_prev.T))) / m
+                       + (1 + extra_roundings) * prec.u * (_abs(dZ) @ _abs(A_prev.T))) / m
         G[f"db{l}"] = (np.sum(EdZ, axis=1, keepdims=True)
-                       + prec.gamma(m + 1) * np.sum(_abs(dZ), axis=1, keepdims=True)) / m
+                       + (prec.gamma(m + 1) + extra_roundings * prec.u)
+                       * np.sum(_abs(dZ), axis=1, keepdims=True)) / m
         EdA = _matmul_bound(W.T, dZ, E_params[f"W{l}"].T, EdZ, prec)
         G[f"dA{l - 1}"] = EdA
         if l > 1:
@@ -234,17 +237,61 @@ def optimizer_bounds(params, grads, state, new_params, new_state, E_params, E_gr
     return EP, ES
 
 
+# ------------------------------------------------------------------ data parallelism
+#
+# A batch mean  mu = (1/m) sum_i x_i  (the cost: x_i the example's loss >= 0; dW: x_i =
+# dZ_i A_i^T; db: x_i = dZ_i) is what a data-parallel reduction changes. The reference
+# forms fl(fl(sum_i x_i) / m): the sum in any order within gamma_{m-1} sum|x_i| (Higham,
+# ASNA 4.2: every term passes through at most m - 1 additions), and one rounding for / m;
+# the bounds above charge gamma_m (gamma_{m+1}, gamma_{mk}) plus that u.
+#
+# N workers, rank r holding m_r >= 1 of the m examples (sum_r m_r = m), compute
+#     G_r = fl(fl(sum_{i in r} x_i) / m_r)          its local mean (as one process would)
+#     H_r = fl(fl(m_r / m) * G_r)                   weighted by its share of the batch
+#     mu_dp = fl(sum_r H_r)                         the all-reduce (ring, tree, any order)
+# Term i goes through (m_r - 1) + (N - 1) <= m - 1 additions (every other shard holds at
+# least one example), so the summation error stays inside gamma_{m-1}; it meets three
+# roundings (/ m_r, the rounded weight m_r / m, the product) where the reference has one:
+#     |mu_dp - mu| <= (gamma_{m-1} + 3u) sum_i |x_i| / m   (first order)
+# i.e. the reference's bound plus 2u sum_i |x_i| / m. The same count holds for
+#   - autograd with the loss scaled per rank (DDP + a comm hook weighting m_r / m): each
+#     term is rounded once by 1/m_r inside the backward, then weight and product;
+#   - shard_map over padded shards (width s >= m_r, padded terms exactly 0): / s, the
+#     weight s / m, the product;
+#   - the compiler-reduced form (jit + NamedSharding: XLA splits the sum into per-device
+#     partial sums and an all-reduce, then divides by m once): within the reference's
+#     bound, the 2u are spare.
+# The per-rank mean (1/N) sum_r G_r (DDP's convention) adds one rounding (/ N, exact for
+# N a power of two) and is a DIFFERENT quantity when the shards are unequal: that is a
+# convention difference measured in docs/scale_out.md, not something a bound absorbs.
+# With one worker (N = 1, m_1 = m, weight exactly 1) nothing is added.
+# (sum_i |x_i| / m: the cost's |terms| as in cost_bounds; |dZ||A|^T / m for dW;
+# sum |dZ| / m for db. The error reaches the update through optimizer_bounds like any
+# gradient error.)
+
+def reduction_roundings(workers):
+    """Roundings a data-parallel reduction over ``workers`` adds to each term of a batch
+    mean, beyond the reference's one division by m (derivation above): 0 for one worker, 2."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return 0 if workers == 1 else 2
+
+
 def stage_bounds(params, state, X, Y, cache, grads, new_params, new_state, E_params, E_state,
-                 hidden, output, optimizer, prec, E_X=None):
+                 hidden, output, optimizer, prec, E_X=None, workers=1):
     """Every stage's bound for one step, from the float64 oracle's values of that step.
-    Returns (E, E_new_params, E_new_state) with E keyed like the stages."""
+    Returns (E, E_new_params, E_new_state) with E keyed like the stages. ``workers``: the
+    batch is split over that many data-parallel workers whose batch means (the costs,
+    dW, db) are combined by a reduction (``reduction_roundings``); the per-example stages
+    (Z, A, dZ, dA) are each computed on one worker, with the bounds of one process."""
     if E_X is None:
         E_X = input_bounds({"X": X}, prec)["X"]
+    extra = reduction_roundings(workers)
     E = forward_bounds(params, cache, E_params, E_X, hidden, output, prec)
     bounds = {k: v for k, v in E.items() if k != "A0"}
     for c in ("literal", "stable"):
-        bounds[cost_key(c)] = cost_bounds(cache, Y, E, output, c, prec)
-    G = backward_bounds(params, cache, grads, E_params, E, hidden, output, prec)
+        bounds[cost_key(c)] = cost_bounds(cache, Y, E, output, c, prec, extra)
+    G = backward_bounds(params, cache, grads, E_params, E, hidden, output, prec, extra)
     bounds.update(G)
     EP, ES = optimizer_bounds(params, grads, state, new_params, new_state, E_params, G, E_state,
                               optimizer, prec)

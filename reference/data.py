@@ -25,7 +25,9 @@ def load_planar_dataset(seed=1, m=400):
 
 
 def make_xor(m=400, seed=2, noise=0.1):
-    """Binary XOR of the signs of two coordinates, uniform in [-1, 1]^2 plus noise."""
+    """Binary XOR of the signs of two coordinates, uniform in [-1, 1]^2 plus noise.
+    Draws: the points P = uniform(-1, 1, (2, m)), then the noise randn(2, m);
+    Y = (P_0 > 0) xor (P_1 > 0) of the noise-free points, X = P + noise * randn."""
     rng = np.random.RandomState(seed)
     P = rng.uniform(-1, 1, size=(2, m))
     Y = ((P[0] > 0) ^ (P[1] > 0)).astype(np.float64)[None, :]
@@ -33,7 +35,9 @@ def make_xor(m=400, seed=2, noise=0.1):
 
 
 def make_circles(m=400, seed=3, noise=0.08, factor=0.5):
-    """Binary: a unit circle (class 0) around a circle of radius ``factor`` (class 1)."""
+    """Binary: a unit circle (class 0) around a circle of radius ``factor`` (class 1).
+    Example i has class i mod 2. Draws: the angles uniform(0, 2 pi, m), then the noise
+    randn(2, m); X = radius (cos angle, sin angle) + noise * randn."""
     rng = np.random.RandomState(seed)
     Y = (np.arange(m) % 2).astype(np.float64)
     angle = rng.uniform(0, 2 * np.pi, size=m)
@@ -50,7 +54,10 @@ def one_hot(labels, num_classes):
 
 
 def make_spirals(m=300, seed=4, num_classes=3, noise=0.2):
-    """Multi-class: K interleaved spiral arms in 2-D, m/K points each, one-hot Y."""
+    """Multi-class: K interleaved spiral arms in 2-D, m/K points each, one-hot Y.
+    Arm k (examples k m/K ... (k + 1) m/K - 1): radius r = linspace(0, 1, m/K), angle
+    t = linspace(4k, 4(k + 1), m/K) + noise * randn(m/K) (one draw per arm, in order),
+    X = (r sin t, r cos t)."""
     rng = np.random.RandomState(seed)
     n = m // num_classes
     X = np.zeros((2, n * num_classes))
@@ -63,7 +70,9 @@ def make_spirals(m=300, seed=4, num_classes=3, noise=0.2):
 
 
 def make_blobs(m=300, seed=5, num_classes=3, num_features=2, spread=1.0):
-    """Multi-class: K Gaussian blobs with centres drawn in [-5, 5]^n_x, one-hot Y."""
+    """Multi-class: K Gaussian blobs with centres drawn in [-5, 5]^n_x, one-hot Y.
+    Example i has class i mod K. Draws: the centres uniform(-5, 5, (n_x, K)), then
+    randn(n_x, m); X = centre of the class + spread * randn."""
     rng = np.random.RandomState(seed)
     centres = rng.uniform(-5, 5, size=(num_features, num_classes))
     labels = np.arange(m) % num_classes

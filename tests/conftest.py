@@ -41,14 +41,23 @@ def pytest_configure(config):
     shape/dtype (~50 ms each on this 2-core CPU, ~130 for one eager Adam step); the cache
     lets the second worker and the next run load them instead (6.6 s -> 1.9 s for one
     case, measured). It changes no result: an entry is keyed by the computation, the
-    compile options and the jax/jaxlib version. NETPARITY_JAX_CACHE=0 turns it off."""
+    compile options and the jax/jaxlib version. NETPARITY_JAX_CACHE=0 turns it off;
+    NETPARITY_JAX_CACHE_DIR puts it elsewhere (tools/mutate.py shares one between its
+    runs). Under ``-p no:cacheprovider`` (no ``config.cache``) and without that variable
+    there is no persistent cache: compiles happen in memory, as without this hook."""
     if os.environ.get("NETPARITY_JAX_CACHE", "1") == "0":
         return
+    cache_dir = os.environ.get("NETPARITY_JAX_CACHE_DIR")
+    if not cache_dir:
+        cache = getattr(config, "cache", None)  # set by the cacheprovider plugin only
+        if cache is None:
+            return
+        cache_dir = str(cache.mkdir("jax-compilation-cache"))
     try:
         import jax
     except ImportError:
         return
-    jax.config.update("jax_compilation_cache_dir", str(config.cache.mkdir("jax-compilation-cache")))
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 

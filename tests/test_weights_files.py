@@ -485,7 +485,10 @@ WRITE_METHODS = {"savefig", "savez", "savez_compressed", "write_text", "write_by
 WRITE_FUNCTIONS = {"np": {"save", "savetxt"}, "numpy": {"save", "savetxt"}, "json": {"dump"},
                    "pickle": {"dump"}, "shutil": {"copy", "copy2", "copyfile", "move"}}
 EXEMPT = {
-    ("tools/plant_bugs.py", "main"): "edits its own throwaway copy of the repository",
+    ("tools/mutate.py", "copy_tree"): "builds its own throwaway copy of the repository",
+    ("tools/mutate.py", "run"): "writes a mutant into (and restores) its throwaway copy",
+    ("tools/mutation_plugin.py", "_write"): "appends one line per test to a run's live record",
+    ("torch_impl/distributed.py", "launch"): "a worker's live log, streamed by its process (read on failure)",
     ("netparity/cmd_report.py", "_png"): "savefig into an in-memory buffer",
 }
 

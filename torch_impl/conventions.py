@@ -109,6 +109,14 @@ CONVENTIONS = (
                "lr_k = lr0 / (1 + rate * floor(k / steps))",
                "no native scheduler",
                "LambdaLR(factor 1 / (1 + rate * floor(k / steps))) (InverseTimeLR here); lr0 * factor is within 1 ulp"),
+    Convention("ddp.per_rank_mean", "data-parallel gradient, unequal shards",
+               "the batch mean: (1/m) sum over the batch's m examples, however they are split",
+               "DistributedDataParallel averages the ranks' gradients, (1/N) sum_r G_r, G_r the mean over "
+               "rank r's m_r examples: the batch mean only when every m_r = m / N (DistributedSampler "
+               "equalises the shards by repeating examples, which the mean then counts twice)",
+               "weight rank r by m_r / m: a DDP comm hook multiplying the bucket by m_r / m before the "
+               "all-reduce (torch_impl.distributed, mode idiomatic:ddp_weighted), or each rank's loss "
+               "times N m_r / m; measured in docs/scale_out.md"),
 )
 
 CONVENTIONS_BY_KEY = {c.key: c for c in CONVENTIONS}
