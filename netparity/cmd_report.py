@@ -435,12 +435,12 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, fp_rows, me
          f"below comes from the project's own conformance machinery. {html.escape(machine_note)}</p>",
          "<nav><ul>" + "".join(f"<li><a href='#{k}'>{html.escape(t)}</a></li>" for k, t in SECTIONS)
          + "</ul></nav>"]
-    h += [f"<h2 id='environment'>{heads['environment']}</h2><table>"
+    h += [f"<section id='environment'><h2>{heads['environment']}</h2><table>"
           "<tr><th>key</th><th>value</th><th>what it means here</th></tr>"]
     h += [f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td>"
           f"<td class='note'>{html.escape(FINGERPRINT_NOTES.get(k, ''))}</td></tr>" for k, v in fp_rows]
     h += ["</table>"]
-    h += [f"<h2 id='heatmap'>{heads['heatmap']}</h2>",
+    h += [f"</section><section id='heatmap'><h2>{heads['heatmap']}</h2>",
           f"<p>Slice checked: <code>{html.escape(check_cmd)}</code>. Every stage of every case "
           "is compared with the NumPy reference in the same dtype (bound 2E) and, for float32, "
           "with the float64 oracle (bound E); the colour is the verdict of the worse ratio "
@@ -458,19 +458,19 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, fp_rows, me
                      f"error/bound {html.escape(txt)}' aria-label='{html.escape(stage)} {html.escape(col)}' "
                      f"style='left:{left:.3f}%;top:{top:.3f}%;width:{width:.3f}%;height:{height:.3f}%'></a>")
     h += ["</div>"]
-    h += [f"<h2 id='explain'>{heads['explain']}</h2><dl class='glossary'>"]
+    h += [f"</section><section id='explain'><h2>{heads['explain']}</h2><dl class='glossary'>"]
     h += [f"<dt>{html.escape(term)}</dt><dd>{html.escape(text)}</dd>" for term, text in glossary]
     h += ["</dl>"]
     for title, paras in worked:
         h += [f"<h3>{html.escape(title)}</h3>"] + [f"<p>{html.escape(p)}</p>" for p in paras]
-    h += [f"<h2 id='source'>{heads['source']}</h2>",
+    h += [f"</section><section id='source'><h2>{heads['source']}</h2>",
           "<p>Every course function in every implementation, read from the project's own source "
           "with <code>inspect.getsource</code>, one row per formula (scroll sideways; the formula "
           "column stays). <mark>Marked</mark> names are the ones the NumPy reference does not use: "
           "the API differences. Under each table, the whole functions.</p>"]
     for fn in sidebyside.FUNCTIONS:
         h.append(sidebyside.html_block(fn, columns))
-    h += [f"<h2 id='costs'>{heads['costs']}</h2>",
+    h += [f"</section><section id='costs'><h2>{heads['costs']}</h2>",
           f"<p>The article's network (planar data, 2-4-1, tanh hidden, sigmoid output, weights "
           f"randn&middot;0.01 seed 1, batch gradient descent at lr 1.2) trained for {meta['steps']} "
           "iterations by every backend from the same initial weights, in float64 and float32. "
@@ -487,11 +487,11 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, fp_rows, me
             h.append(f"<tr><td>{dtype}</td><td>{name}</td><td>{c[-1]:.10f}</td>"
                      f"<td>{np.max(np.abs(c - ref)):.2e}</td></tr>")
     h += ["</table>"]
-    h += [f"<h2 id='boundaries'>{heads['boundaries']}</h2>",
+    h += [f"</section><section id='boundaries'><h2>{heads['boundaries']}</h2>",
           "<p>Each backend's float64 network after training, predicting over a grid with its own "
           "<code>network_predict</code> (x1, x2: the two input features; colours: the classes).</p>",
           img("boundaries.png", "decision boundaries")]
-    h += [f"<h2 id='bench'>{heads['bench']}</h2>"]
+    h += [f"</section><section id='bench'><h2>{heads['bench']}</h2>"]
     if bench_text is None and not bench_pngs:
         h += ["<p>no benchmark results (run <code>netparity bench --quick --plots "
               "bench/results</code>)</p>"]
@@ -512,7 +512,7 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, fp_rows, me
             n = sum(1 for line in full.splitlines() if line.startswith("| ")) - 1
             h += [f"<details><summary>Every benchmark ({n} rows)</summary>",
                   md_table_to_html(full), "</details>"]
-    h += ["</body></html>"]
+    h += ["</section></body></html>"]
     fileio.write_text(os.path.join(out_dir, "report.html"), "\n".join(h))
 
 
