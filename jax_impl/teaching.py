@@ -173,7 +173,7 @@ COLUMNS = {
             "minibatch": [
                 ("jax_impl.idiomatic:run_steps", {
                     "epoch": r"for idx in batches:",
-                    "batch": (r"Xr, Yr = np\.array\(X\.T", r"x, y = jax\.device_put\(\(Xr\[idx\], Yr\[idx\]\), dev\)"),
+                    "batch": (r"Xr, Yr = np\.array\(X\.T", r"x, y = jax\.device_put\(\(Xr\[idx\], Yr\[idx\]\), put\)"),
                     "step": r"p, opt_state, grads, out = step\(p, rest",
                     "cost": r'costs\.append\(out\["J"\]\)'}),
                 ("note", {"epoch": "the reference's batch order, passed in (netparity.stages.batch_sequence)"}),
