@@ -1,17 +1,21 @@
-"""Configurations, backend variants and the timing helper shared by the benchmarks.
+"""Configurations, the backends' variants and the timing helper shared by the benchmarks.
 
-A variant turns a config into zero-argument callables per op (forward, backward, step,
-loop) whose results are synchronised before the clock stops: JAX dispatches
-asynchronously (``block_until_ready`` on every result) and so does CUDA
-(``torch.cuda.synchronize``); NumPy and torch on the CPU return finished results.
+No framework is named here: every backend's variants, ops, synchronisation and compile
+counts come from its benchmark hooks, the module its registry entry names
+(``BackendSpec.bench``; the interface is documented in reference/bench.py). A variant turns
+a config into zero-argument callables per op (forward, backward, step, loop) whose
+results are synchronised (``hooks.synchronize``) before the clock stops.
 """
+import importlib
 import time
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 import reference
 from netparity import roofline
+from netparity.backends import REGISTRY, backend_spec, get_backend, import_error
 
 TARGET_S = 0.5  # measured time per benchmark (quick/full); big configs take >= 3 rounds
 
@@ -58,145 +62,58 @@ SIZES = {
 }
 SIZES["full"] = SIZES["quick"] + [n for n in CONFIGS if n not in SIZES["quick"] + SIZES["smoke"]]
 
-# (backend, variant, device) -> the ops it has. forward has no autograd/compiled flavour
-# of its own (the same code runs), so those variants start at backward or step.
-VARIANTS = {
-    ("numpy", "reference", "cpu"): ("forward", "backward", "step", "loop"),
-    ("torch", "manual", "cpu"): ("forward", "backward", "step", "loop"),
-    ("torch", "autograd", "cpu"): ("backward", "step", "loop"),
-    ("torch", "compile", "cpu"): ("step", "loop"),
-    ("jax", "jit", "cpu"): ("forward", "backward", "step", "loop"),
-    ("jax", "scan", "cpu"): ("loop",),
-    ("torch", "manual", "cuda"): ("forward", "backward", "step", "loop"),
-    ("torch", "compile", "cuda"): ("step", "loop"),
-    ("jax", "jit", "gpu"): ("forward", "backward", "step", "loop"),
-    ("jax", "scan", "gpu"): ("loop",),
-}
+
+def hooks(backend):
+    """The backend's benchmark hooks (its registry entry's ``bench`` module; the
+    interface: reference/bench.py). ImportError when the framework is missing, LookupError
+    when the backend declares none."""
+    name = backend_spec(backend).bench
+    if name is None:
+        raise LookupError(f"backend {backend!r} declares no benchmark hooks (BackendSpec.bench)")
+    return importlib.import_module(name)
 
 
 def variant_id(backend, variant, device):
     return f"{backend}-{variant}" + ("" if device == "cpu" else f"-{device}")
 
 
-def module(backend):
-    if backend == "numpy":
-        return reference
-    if backend == "torch":
-        import torch_impl
-        return torch_impl
-    import jax_impl
-    return jax_impl
+def cases(ops):
+    """pytest params (backend, variant, device, op) for every op in ``ops`` of every
+    registered backend's variants; a backend whose hooks do not load is one skipped param
+    per op, with the reason."""
+    out = []
+    for op in ops:
+        for backend in REGISTRY:
+            try:
+                h = hooks(backend)
+            except (ImportError, LookupError) as e:
+                out.append(pytest.param(backend, None, "cpu", op, id=f"{op}-{backend}",
+                                        marks=pytest.mark.skip(reason=f"{backend}: {e}")))
+                continue
+            for (variant, device), has in h.VARIANTS.items():
+                if op in has:
+                    marks = [pytest.mark.compiled] if variant in h.COMPILED else []
+                    out.append(pytest.param(backend, variant, device, op, marks=marks,
+                                            id=f"{op}-{variant_id(backend, variant, device)}"))
+    return out
 
 
-def skip_reason(backend, variant, device):
+def skip_reason(backend, variant, device, size):
     """Why this variant cannot run here, or None."""
+    reason = import_error(backend)
+    if reason:
+        return f"{backend} is not installed: {reason}"
     try:
-        mod = module(backend)
-    except ImportError as e:
-        return f"{backend} is not installed: {e}"
-    if device not in mod.devices():
-        return f"no {device} device for {backend} on this machine (devices: {mod.devices()})"
-    if variant == "compile":
-        ok, reason = mod.compile_status()
-        if not ok:
-            return f"torch.compile unavailable: {reason}"
-    return None
+        h = hooks(backend)
+    except (ImportError, LookupError) as e:
+        return str(e)
+    here = get_backend(backend).devices()
+    if device not in here:
+        return f"no {device} device for {backend} on this machine (devices: {here})"
+    return h.skip_reason(variant, device, size)
 
 
-def syncer(backend, device):
-    """fn(result) -> result, returning only once the result's computation has finished."""
-    if backend == "jax":
-        import jax
-        return jax.block_until_ready
-    if backend == "torch" and device == "cuda":
-        import torch
-
-        def sync(result):
-            torch.cuda.synchronize()
-            return result
-        return sync
-    return lambda result: result
-
-
-def jit_trace_count(fn):
-    """Compiled variants in a jax.jit's cache (a private method; None if it goes away)."""
-    size = getattr(fn, "_cache_size", None)
-    return size() if size else None
-
-
-def xla_cost(jitted, *args, **kwargs):
-    """(flops, bytes accessed) of one call of a jax.jit function, from XLA's own cost
-    analysis of the compiled (fused) program, or None. A loop body (lax.scan) is counted
-    once, so for ``train_scan`` this is the cost of one step."""
-    try:
-        ca = jitted.lower(*args, **kwargs).compile().cost_analysis()
-        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
-        return float(ca["flops"]), float(ca["bytes accessed"])
-    except Exception:  # an API change must not break the benchmark: no XLA column then
-        return None
-
-
-def make_ops(backend, variant, device, cfg):
-    """{op: zero-argument callable}, a callable giving the JAX trace count (or None) and,
-    for JAX, {op: XLA's (flops, bytes) of one step} (see ``xla_cost``)."""
-    mod = module(backend)
-    X, Y = cfg.data()
-    params = mod.tree_from_numpy(cfg.parameters(), device=device)
-    X, Y = mod.from_numpy(X, device=device), mod.from_numpy(Y, device=device)
-    opt, out, n = cfg.optimizer(), cfg.output, cfg.loop_steps
-    state = mod.init_optimizer_state(params, opt)
-    traces = lambda: None  # noqa: E731
-    xla = {}
-    if backend == "jax" and variant == "jit":
-        import jax
-        import jax_impl.backend
-        fwd = jax.jit(mod.network_forward, static_argnames=("hidden", "output"))
-        bwd = jax.jit(mod.network_backward, static_argnames=("hidden", "output"))
-        step = mod.make_train_step("tanh", out, opt, compiled=True)
-        _, cache = fwd(X, params, "tanh", out)
-        # XLA's costs first: lowering must not count as one of the measured run's traces
-        xla = {"forward": xla_cost(fwd, X, params, "tanh", out),
-               "backward": xla_cost(bwd, params, cache, X, Y, "tanh", out),
-               "step": xla_cost(jax_impl.backend._step_jit, params, state, X, Y, hidden="tanh",
-                                output=out, optimizer=opt, cost="stable", grad_path="manual")}
-        # the step jit is shared by every config: count what this config adds to it
-        before = jit_trace_count(jax_impl.backend._step_jit)
-        traces = lambda: (None if before is None else  # noqa: E731
-                          jit_trace_count(jax_impl.backend._step_jit) - before)
-        xla["loop"] = xla["step"]  # a Python loop over the jit step
-    elif backend == "jax" and variant == "scan":
-        import jax_impl.training
-        xla = {"loop": xla_cost(jax_impl.training._train_scan, params, X, Y, hidden="tanh",
-                                output=out, optimizer=opt, num_steps=n, cost="stable")}
-        before = jit_trace_count(jax_impl.training._train_scan)
-        traces = lambda: (None if before is None else  # noqa: E731
-                          jit_trace_count(jax_impl.training._train_scan) - before)
-        return ({"loop": lambda: mod.train_scan(params, X, Y, "tanh", out, opt, num_steps=n)},
-                traces, xla)
-    else:
-        fwd, bwd = mod.network_forward, mod.network_backward
-        grad_path = "autodiff" if variant == "autograd" else "manual"
-        step = mod.make_train_step("tanh", out, opt, grad_path=grad_path,
-                                   compiled=variant == "compile")
-        _, cache = fwd(X, params, "tanh", out)
-    if variant == "autograd":
-        bwd = lambda p, c, X, Y, h, o: mod.network_backward_autodiff(p, X, Y, h, o)  # noqa: E731
-
-    def loop():
-        p, s = params, state
-        for _ in range(n):
-            p, s, J, _ = step(p, s, X, Y)
-        return p, J
-
-    return {
-        "forward": lambda: fwd(X, params, "tanh", out),
-        "backward": lambda: bwd(params, cache, X, Y, "tanh", out),
-        "step": lambda: step(params, state, X, Y),
-        "loop": loop,
-    }, traces, xla
-
-
-def measure(benchmark, fn, sync, size, info, traces=lambda: None, min_rounds=3):
+def measure(benchmark, fn, sync, size, info, traces=None, min_rounds=3):
     """Times fn's first call (compile/trace/allocate) apart from the steady state: two
     untimed warm-up calls, then ``benchmark.pedantic`` rounds sized to TARGET_S."""
     run = lambda: sync(fn())  # noqa: E731
@@ -214,7 +131,7 @@ def measure(benchmark, fn, sync, size, info, traces=lambda: None, min_rounds=3):
     benchmark.group = info["config"]
     benchmark.extra_info.update(info, first_call_s=first, compile_s=max(first - warm, 0.0))
     benchmark.pedantic(run, rounds=rounds, iterations=iterations, warmup_rounds=0)
-    n_traces = traces()
+    n_traces = traces() if traces else None
     if n_traces is not None:
         benchmark.extra_info["traces"] = n_traces
 

@@ -11,8 +11,8 @@ import time
 import pytest
 
 import reference
-from netparity.backends import REGISTRY
-from harness import info_for, measure, module, skip_reason, syncer
+from netparity.backends import REGISTRY, backend_spec
+from harness import hooks, info_for, measure, skip_reason
 
 ITERATIONS = {"smoke": 5, "quick": 2000, "full": 2000}
 PAIRED_ROUNDS = {"smoke": 0, "quick": 15, "full": 21}
@@ -38,29 +38,19 @@ def paired_speedup(ref_fn, ref_steps, fn, steps, sync, rounds):
 
 @pytest.mark.parametrize("backend", list(REGISTRY))
 def test_optimize(benchmark, bench_size, article_cfg, backend):
-    reason = skip_reason(backend, "optimize", "cpu")
+    reason = skip_reason(backend, "optimize", "cpu", bench_size)
     if reason:
         pytest.skip(reason)
-    cfg, mod, n = article_cfg, module(backend), ITERATIONS[bench_size]
+    cfg, h, n = article_cfg, hooks(backend), ITERATIONS[bench_size]
     Xn, Yn = cfg.data()
-    X, Y = mod.from_numpy(Xn), mod.from_numpy(Yn)
-    params = mod.tree_from_numpy(cfg.parameters())
+    made = h.make_optimize(cfg, n)
     info = info_for(backend, "optimize", "cpu", cfg, "optimize", n, input_grad=False)
-    traces = lambda: None  # noqa: E731
-    if backend == "jax":
-        import jax_impl.article
-        from harness import jit_trace_count, xla_cost
-        cost = xla_cost(jax_impl.article._optimize, params, X, Y, jax_impl.from_numpy(1.2),
-                        num_iterations=n, record=False)
-        if cost:  # the scan body once: one iteration
-            info["xla_flops"], info["xla_bytes"] = (v * n for v in cost)
-        before = jit_trace_count(jax_impl.article._optimize)  # after lowering: not counted
-        traces = lambda: jit_trace_count(jax_impl.article._optimize) - before  # noqa: E731
-    fn, sync = (lambda: mod.optimize(params, X, Y, num_iterations=n)[0]), syncer(backend, "cpu")
-    # >= 9 rounds: the headline medians should not rest on 3 samples of a noisy machine
+    if made.costs.get("optimize"):  # the compiler's count of one iteration
+        info["xla_flops"], info["xla_bytes"] = (v * n for v in made.costs["optimize"])
+    fn, sync, traces = made.ops["optimize"], h.synchronize, made.traces
     measure(benchmark, fn, sync, bench_size, info, traces, min_rounds=9)
     rounds = PAIRED_ROUNDS[bench_size]
-    if backend != "numpy" and rounds:
+    if backend_spec(backend).mirror and rounds:  # the reference is not paired with itself
         p_ref = cfg.parameters()
         med, ratios = paired_speedup(
             lambda: reference.optimize(p_ref, Xn, Yn, num_iterations=REF_ITERATIONS),

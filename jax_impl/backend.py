@@ -7,8 +7,8 @@ import reference.backend as _ref
 from ._convert import tree_from_numpy, tree_to_numpy
 
 # the jit-compiled step lives with train, which uses it too: one compile cache for both
-# (bench/ counts the traces of backend._step_jit)
-from .training import _in_order, _step, _step_jit
+from .article import _optimize
+from .training import _in_order, _step, _step_jit, _train_scan
 from reference.costs import check_cost
 
 GRAD_PATHS = ("manual", "autodiff")
@@ -44,6 +44,32 @@ def make_train_step(hidden, output, optimizer, cost="stable", grad_path="manual"
                   optimizer=optimizer, cost=cost, grad_path=grad_path)
         return _in_order(out, parameters, state) if compiled else out
     return step
+
+
+# the compiled programs of this package, by the public function that runs them
+_JITTED = {"train_step": _step_jit,  # make_train_step(compiled=True) and train
+           "train_scan": _train_scan, "optimize": _optimize}
+
+
+def trace_count(name):
+    """How many programs the jit of ``name`` ("train_step", "train_scan", "optimize") has
+    compiled in this process (one per shapes/dtypes/static arguments), or None where
+    jax no longer says (it is a private method of the jit object)."""
+    size = getattr(_JITTED[name], "_cache_size", None)
+    return size() if size else None
+
+
+def compiled_cost(name, *args, **kwargs):
+    """(flops, bytes accessed) of one call of the compiled program ``name`` on these
+    arguments, from XLA's cost analysis of the fused program, or None. A lax.scan body is
+    counted once, so for train_scan and optimize this is the cost of one step.
+    Lowering traces: read ``trace_count`` after calling this, not before."""
+    try:
+        ca = _JITTED[name].lower(*args, **kwargs).compile().cost_analysis()
+        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+        return float(ca["flops"]), float(ca["bytes accessed"])
+    except Exception:  # an API change must not break a benchmark: no XLA figures then
+        return None
 
 
 WEIGHT_FORMAT = _ref.WEIGHT_FORMAT

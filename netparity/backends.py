@@ -42,6 +42,8 @@ class BackendSpec:
                    key of the convention row (in its conventions table) by which that mode
                    differs from the reference on unequal shards; ``<module>.distributed.launch``
                    runs them (netparity/distributed.py, docs/scale_out.md)
+    bench          its benchmark hooks, a module (variants, ops, synchronisation, compile
+                   counts; the interface: reference/bench.py); None: not benchmarked
     """
     name: str
     module: str
@@ -54,6 +56,7 @@ class BackendSpec:
     mirror: bool = True
     style: tuple = ("#7f7f7f", "-.")
     data_parallel: dict = field(default_factory=dict)
+    bench: str | None = None
 
     def __post_init__(self):
         bad = [p for p in self.paths if p not in PATHS]
@@ -87,14 +90,14 @@ def unregister(name):
 
 
 register(BackendSpec("numpy", "reference", paths=("manual",), mirror=False,
-                     style=("#1f77b4", "-")))
+                     style=("#1f77b4", "-"), bench="reference.bench"))
 # data parallel: manual:all_reduce  the mirror's formulas per rank, gradients all-reduced by hand
 #                idiomatic:ddp     DistributedDataParallel around the nn.Module (per-rank mean)
 #                idiomatic:ddp_weighted   ... with a comm hook weighting each rank by m_r / m
 register(BackendSpec("torch", "torch_impl", paths=("manual", "autodiff", "compiled", "idiomatic"),
                      devices=("cpu", "cuda"), missing_device={"cuda": "no CUDA device"},
                      tf32_devices=("cuda",), slow_compile=True, arrays="torch.Tensor",
-                     style=("#d62728", "--"),
+                     style=("#d62728", "--"), bench="torch_impl.bench",
                      data_parallel={"manual:all_reduce": None, "idiomatic:ddp": "ddp.per_rank_mean",
                                     "idiomatic:ddp_weighted": None}))
 # data parallel: manual:jit   the mirror's formulas on a batch sharded over a Mesh, reduced by XLA
@@ -103,6 +106,7 @@ register(BackendSpec("torch", "torch_impl", paths=("manual", "autodiff", "compil
 register(BackendSpec("jax", "jax_impl", paths=("manual", "autodiff", "compiled", "idiomatic"),
                      devices=("cpu", "gpu"), missing_device={"gpu": "no JAX GPU device"},
                      tf32_devices=("gpu",), arrays="jax.Array", style=("#2ca02c", ":"),
+                     bench="jax_impl.bench",
                      data_parallel={"manual:jit": None, "manual:psum": None, "idiomatic:jit": None}))
 
 

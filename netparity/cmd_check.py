@@ -175,6 +175,13 @@ def to_json(outcomes):
             "ok": all(r.get("ok", True) for r in rows)}
 
 
+def case_work(case):
+    """FLOPs of one step of a case (the thread policy's measure of its size)."""
+    from netparity.numerics import step_work
+    from netparity.stages import dataset
+    return step_work(case.layer_dims(), dataset(case.data)[0].shape[1])
+
+
 def run(args):
     from netparity.cli_checks import check_check_args
     check_check_args(args)  # arguments and the --json path, before any work (exit 2)
@@ -188,11 +195,9 @@ def run(args):
     if not cases:
         print("netparity check: no case selected", file=sys.stderr)
         return 2
-    from netparity.numerics import step_flops, thread_policy
+    from netparity.numerics import thread_policy
     from netparity.runner import run_cases, summary
-    from netparity.stages import dataset
-    work = max(step_flops(c.layer_dims(), dataset(c.data)[0].shape[1]) for c in cases)
-    with thread_policy(work):  # tiny matrices: one intra-op thread, restored afterwards
+    with thread_policy(max(map(case_work, cases))):  # small problems: one thread
         outcomes = run_cases(cases, progress=not args.no_progress)
     colour = sys.stdout.isatty() and not args.no_color and "NO_COLOR" not in os.environ
     print(render(outcomes, colour))

@@ -521,7 +521,7 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, fp_rows, me
 def run(args):
     from netparity.backends import available_backends, backend_spec
     from netparity.cli_checks import check_report_args
-    from netparity.numerics import step_flops, thread_policy
+    from netparity.numerics import step_work, thread_policy
     from netparity.runner import run_cases, select_cases, summary
     from netparity import explain, sidebyside
     check_report_args(args)  # arguments and the --out directory, before any work (exit 2)
@@ -531,7 +531,8 @@ def run(args):
     paths = ["manual"] if args.quick else ["manual", "autodiff", "idiomatic"]
     check_cmd = "netparity check " + " ".join(f"--backend {b}" for b in mirrors) + " " + " ".join(
         f"--path {p}" for p in paths) + " (float64, float32; tanh/sigmoid 2-4-1, gd, full batch, 1 step)"
-    with thread_policy(step_flops((2, 4, 1), 400)):  # the article's network: a small problem
+    # the article's network: a small problem, one thread (netparity.numerics.thread_policy)
+    with thread_policy(step_work((2, 4, 1), 400)):
         print("checking ...", file=sys.stderr)
         outcomes = run_cases(select_cases(mirrors, paths), progress=not args.no_progress)
         print(f"training the article's network for {steps} iterations ...", file=sys.stderr)

@@ -28,6 +28,7 @@ import reference as ref
 from netparity import fileio
 from netparity.backends import REGISTRY, get_backend
 from netparity.cli_checks import check_train_args, seed_value
+from netparity.numerics import thread_policy
 
 # the learning rate each optimiser gets when --lr is not given: the article's 1.2 for
 # gradient descent; the course's momentum (an average of gradients, the same step size)
@@ -314,7 +315,6 @@ def agreement_lines(results, X, hidden, output, dtype):
 
 
 def run(args):
-    from netparity.numerics import step_flops, thread_policy
     try:
         backends = resolve_backends(args.backend)
     except ImportError as e:
@@ -328,7 +328,7 @@ def run(args):
     optimizer = make_optimizer(args, per_epoch)
     several = len(backends) > 1
     batch = args.batch_size if per_epoch > 1 else X.shape[1]
-    with thread_policy(step_flops(dims, batch)) as threads:
+    with thread_policy((dims, batch)) as threads:  # small problems: one thread, restored after
         print(f"{args.dataset}: m = {X.shape[1]}, layers {dims}, {args.hidden} hidden, {output} "
               f"output, {describe_optimizer(optimizer, args)}, "
               + (f"mini-batches of {args.batch_size} ({per_epoch} per epoch), " if per_epoch > 1 else "")

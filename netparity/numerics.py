@@ -3,9 +3,13 @@
 Full-precision float32 matmuls are the default: TF32 off in torch, "highest" matmul
 precision in JAX (JAX's own default on GPUs is TF32-like for float32). Reduced
 precision is an explicit, separately toleranced axis (``tf32=True``).
+
+torch's intra-op thread count follows ``thread_policy`` (below): one thread for small
+problems, where a second thread only adds synchronisation.
 """
 from contextlib import contextmanager, ExitStack
 import importlib.util
+import os
 
 
 def _has(mod):
@@ -62,33 +66,68 @@ def tf32_canary(backend, device):
     return bool(out[0, 0] == np.float32(1 + 2.0 ** -20))
 
 
-# ------------------------------------------------------------------ threads
+# ------------------------------------------------------------------ thread policy
 
-# Below this many floating-point operations per step, torch's intra-op threads only add
-# synchronisation: the article's 2-4-1 x 400 step (~2e4 flops) ran 5.3 ms/step with 2
-# threads on the 2-core CI machine under load and 0.75 ms with 1 (docs/framework_differences.md, row 12).
-SMALL_WORK_FLOPS = 5e6
+# FLOPs of one step that keep one more thread busy enough to pay for itself: ~10 ms of a
+# core's work. Measured on the shared 2-core EPYC (torch eager step, 1 vs 2 threads,
+# alternating, load average ~6): 2 threads were slower at every benchmarked size, by 150-
+# 430x at 2-4-1 x 400 and 64 (each op waits at a barrier for a thread the scheduler has
+# parked), 13x at 2-64-64-1 x 4000 (1e8 FLOPs/step) and 1.2x at 2-1024-1 x 100 000
+# (2.4e9 FLOPs/step). A problem must therefore be large before a second thread is
+# offered at all; on an idle machine this costs at most the parallel speed-up of the
+# sizes between 1e7 and 2e8 FLOPs per step.
+WORK_PER_THREAD = 1e8
+THREADS_ENV = "NETPARITY_THREADS"  # an explicit count overrides the policy (e.g. 1 on a shared machine)
 
 
-def step_flops(layer_dims, m):
-    """Floating-point operations of one training step of a dense network (forward 2, backward
-    4 per multiply-add of every W[l] A[l-1]): 6 m sum(n_l n_{l-1})."""
-    return 6 * m * sum(a * b for a, b in zip(layer_dims[:-1], layer_dims[1:]))
+def step_work(layer_dims, m):
+    """Rough FLOPs of one training step of a network with ``layer_dims`` on m examples
+    (netparity.roofline's count: forward, cost, backward, update)."""
+    from netparity.roofline import step_cost
+    return step_cost(tuple(layer_dims), int(m), 8)[0]
+
+
+def available_cores():
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def threads_for(work, cores=None):
+    """The intra-op thread count for a step of ``work`` FLOPs: 1 below 2 x WORK_PER_THREAD,
+    else one thread per WORK_PER_THREAD, at most one per core. A pure function of the
+    work and the core count (not of the momentary load), so that a run's thread count -
+    and with it the summation order of parallel reductions - is the same every time.
+    ``NETPARITY_THREADS`` (a positive integer) overrides it."""
+    forced = os.environ.get(THREADS_ENV, "").strip()
+    if forced:
+        if not forced.isdigit() or int(forced) < 1:
+            raise ValueError(f"{THREADS_ENV} must be a positive integer, got {forced!r}")
+        return int(forced)
+    cores = available_cores() if cores is None else cores
+    return int(max(1, min(cores, work // WORK_PER_THREAD)))
 
 
 @contextmanager
 def thread_policy(work):
-    """torch's intra-op threads for a problem of ``work`` flops per step: one thread when
-    it is small (below SMALL_WORK_FLOPS), torch's own setting otherwise; restored on exit.
-    Yields the thread count in effect (None without torch), for the caller to report."""
+    """Run the block with torch's intra-op thread count set by ``threads_for(work)``, then
+    restore the previous count. ``work``: the FLOPs of one step (a number), or
+    ``(layer_dims, m)`` (``step_work`` counts them). Yields the thread count chosen (None
+    without torch: nothing is set). JAX and NumPy keep their own pools (XLA's cannot be
+    resized inside a process)."""
+    if isinstance(work, (tuple, list)):
+        work = step_work(*work)
     if not _has("torch"):
         yield None
         return
     import torch
-    saved = torch.get_num_threads()
-    if work < SMALL_WORK_FLOPS:
-        torch.set_num_threads(1)
+    chosen, saved = threads_for(work), torch.get_num_threads()
+    if chosen != saved:
+        torch.set_num_threads(chosen)
     try:
-        yield torch.get_num_threads()
+        yield chosen
     finally:
-        torch.set_num_threads(saved)
+        if torch.get_num_threads() != saved:
+            torch.set_num_threads(saved)

@@ -60,3 +60,48 @@ def test_targets_are_judged_on_the_stated_numbers():
     assert lines[1].startswith("MISSED: compiled once") and "twice" in lines[1]
     lines = check_targets([{**big[0], "roofline": 0.5, "roofline_xla": 0.6}])
     assert lines[0].startswith("MISSED: largest config big")
+
+
+def test_bench_suite_names_no_framework():
+    """bench/ reads every backend fact from the registry and the backends' own hooks
+    (BackendSpec.bench): no name or string of its code names a mirror, its package or its
+    framework (the reference is the source of the data and the paired baseline: allowed)."""
+    import io
+    import tokenize
+    from netparity.backends import REGISTRY
+    banned = {"jnp"}
+    for spec in REGISTRY.values():
+        if spec.mirror:  # the framework is the array type's package: torch.Tensor -> torch
+            banned |= {spec.name, spec.module, spec.arrays.split(".")[0]}
+    found = []
+    for name in sorted(os.listdir(os.path.join(ROOT, "bench"))):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(ROOT, "bench", name), encoding="utf-8") as f:
+            for tok in tokenize.generate_tokens(io.StringIO(f.read()).readline):
+                is_literal = tok.type == tokenize.STRING and tok.string.strip("\"'") in banned
+                if (tok.type == tokenize.NAME and tok.string in banned) or is_literal:
+                    found.append(f"{name}:{tok.start[0]} {tok.string}")
+    assert found == [], found
+
+
+def test_results_of_earlier_runs_read_with_todays_variant_names():
+    """A saved run from before the rename (torch's ``autograd`` variant, now ``autodiff``
+    like the registry's gradient path) renders under the new name, with its numbers."""
+    from netparity.cmd_bench import rows
+
+    def bench(variant, median):
+        info = dict(backend="torch", variant=variant, device="cpu", config="c", dims=[2, 4, 1],
+                    m=400, dtype="float64", op="step", steps=1, flops=4e4, bytes=1e5,
+                    compile_s=0.0)
+        return {"name": f"test_core[c-step-torch-{variant}]", "extra_info": info,
+                "stats": {"median": median}}
+
+    peaks = {"flops_float64": 1e10, "flops_float32": 2e10, "bandwidth": 1e10}
+    data = {"machine_info": {"roofline": peaks},
+            "benchmarks": [bench("autograd", 2e-4), bench("manual", 1e-4)]}
+    got = {r["label"]: r for r in rows(data)}
+    assert sorted(got) == ["torch-autodiff", "torch-manual"]
+    assert got["torch-autodiff"]["variant"] == "autodiff"
+    assert got["torch-autodiff"]["name"] == "test_core[c-step-torch-autodiff]"
+    assert got["torch-autodiff"]["us_per_step"] == 200.0

@@ -92,3 +92,55 @@ def test_fingerprint_records_versions_devices_and_flags():
     assert fp["numpy"] == np.__version__ and fp["torch"] == torch.__version__ and fp["jax"] == jax.__version__
     assert fp["precision_flags"] == precision_flags()
     assert fp["cpu_count"] >= 1 and fp["numpy_blas"] and fp["torch_blas"] != ""
+
+
+# ------------------------------------------------------------------ thread policy
+
+def test_step_work_of_the_article_network_by_hand():
+    # 2-4-1 x 400: forward 13 600 (matmuls 9 600 + bias and activation 4 000), cost 3 x 400,
+    # backward 24 800 (tests/test_bench_smoke.py derives it term by term), update 2 x 17
+    from netparity.numerics import step_work
+    assert step_work((2, 4, 1), 400) == 13600 + 1200 + 24800 + 34
+
+
+@pytest.mark.parametrize("work, cores, want", [
+    (4e4, 2, 1),         # the article's step: one thread
+    (1.99e8, 2, 1),      # under two threads' worth of work: still one
+    (2e8, 2, 2),         # two threads' worth
+    (2.4e9, 2, 2),       # more work than cores: one thread per core
+    (2.4e9, 16, 16),
+    (1e12, 8, 8),
+])
+def test_threads_for_grows_with_work_up_to_the_cores(work, cores, want, monkeypatch):
+    from netparity.numerics import THREADS_ENV, WORK_PER_THREAD, threads_for
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert WORK_PER_THREAD == 1e8  # the table above is written for this constant
+    assert threads_for(work, cores) == want
+
+
+def test_threads_env_overrides_the_policy(monkeypatch):
+    from netparity.numerics import THREADS_ENV, threads_for
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert threads_for(4e4, 2) == 3
+    monkeypatch.setenv(THREADS_ENV, "0")
+    with pytest.raises(ValueError, match="NETPARITY_THREADS must be a positive integer, got '0'"):
+        threads_for(4e4, 2)
+
+
+def test_thread_policy_sets_then_restores_torch_threads(monkeypatch):
+    """Inside: the policy's count (big work: one per core); after, also after an
+    exception: the count from before (conftest runs every test at one thread)."""
+    torch = pytest.importorskip("torch", reason="the policy sets torch's thread count")
+    from netparity.numerics import THREADS_ENV, available_cores, thread_policy
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    before = torch.get_num_threads()
+    assert before == 1
+    with thread_policy(1e12) as n:
+        assert n == available_cores() == torch.get_num_threads()
+    assert torch.get_num_threads() == before
+    torch.set_num_threads(2)
+    with pytest.raises(RuntimeError, match="inside"):
+        with thread_policy(((2, 4, 1), 400)) as n:  # (layer_dims, m): the article's step
+            assert n == 1 == torch.get_num_threads()
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == 2

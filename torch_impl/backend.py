@@ -56,6 +56,23 @@ def compile_status():
     return True, f"torch.compile (inductor) works, torch {torch.__version__}"
 
 
+def compiled_frames():
+    """Frames torch.compile has compiled in this process since ``reset_compiled()``
+    (1 per compiled function and shape; more means it recompiled)."""
+    from torch._dynamo.utils import counters
+    return counters["frames"]["ok"]
+
+
+def reset_compiled():
+    """Drop every torch.compile'd graph of this process and zero ``compiled_frames()``:
+    the next call compiles afresh (a second shape would otherwise switch torch.compile to
+    dynamic shapes, a different program from the one a fresh process compiles)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+
+
 def make_train_step(hidden, output, optimizer, cost="stable", grad_path="manual", compiled=False):
     """fn(parameters, state, X, Y) -> (parameters, state, cost, grads), like train_step.
     grad_path "autodiff" takes the gradients from torch.autograd; compiled=True runs
