@@ -348,7 +348,7 @@ def _baseline(columns, fn_key, row_key):
 def html_block(fn, columns):
     """One course function as an HTML table: a row per formula, a column per implementation."""
     ok = [c for c in columns if not c.error]
-    out = [f"<h3 id='{anchor(fn.key)}'>{html.escape(fn.title)}</h3>"]
+    out = [f"<div class='sbs-fn'><h3 id='{anchor(fn.key)}'>{html.escape(fn.title)}</h3>"]
     if fn.doc:
         out.append(f"<p class='note'>{html.escape(fn.doc)}</p>")
     out.append("<div class='sbs-wrap'><table class='sbs'><thead><tr><th class='formula'>formula</th>"
@@ -381,6 +381,7 @@ def html_block(fn, columns):
             out.append(f"<h4>{html.escape(c.title)}: <code>{html.escape(name)}</code> "
                        f"(<code>{html.escape(rel)}</code>)</h4><pre><code>{html.escape(text)}</code></pre>")
         out.append("</details>")
+    out.append("</div>")
     return "\n".join(out)
 
 
