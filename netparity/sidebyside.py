@@ -201,7 +201,8 @@ def find_line(lines, pattern):
 
 
 def backend_columns(backend):
-    """A backend's ``teaching.COLUMNS`` (its package's teaching module), or {} if it has none."""
+    """A backend's ``teaching.COLUMNS`` (its package's teaching module), or {} if it has
+    none (``build`` then shows its API functions whole: fallback_column)."""
     from netparity.backends import backend_spec
     try:
         mod = importlib.import_module(backend_spec(backend).module + ".teaching")
@@ -262,6 +263,35 @@ def read_column(backend, path, spec, all_specs):
     return Column(backend, path, spec["title"], cells, sources), problems
 
 
+# the flat API function (docs/API.md) that computes each course function: what a backend
+# without teaching data shows, whole
+API_FUNCTIONS = {"init": ("initialize_network",), "forward": ("network_forward",),
+                 "cost": ("cross_entropy", "cross_entropy_from_logits"), "backward": ("network_backward",),
+                 "update": ("optimizer_step",), "momentum": ("optimizer_step",),
+                 "adam": ("optimizer_step",), "decay": ("learning_rate_at",), "minibatch": ("train",)}
+
+
+def fallback_column(backend):
+    """A backend with no teaching module (a plugin): one column whose cells say so, with
+    its API functions for each course function shown whole (every backend has the same
+    names, docs/API.md)."""
+    from netparity.backends import backend_spec
+    module = backend_spec(backend).module
+    cells, sources = {}, {}
+    for fn in FUNCTIONS:
+        note = (f"no line-by-line data ({module}/teaching.py does not exist): "
+                f"{', '.join(API_FUNCTIONS[fn.key])} whole, under the table")
+        cells[fn.key] = {r.key: Cell(notes=[note]) for r in fn.rows}
+        sources[fn.key] = []
+        for api in API_FUNCTIONS[fn.key]:
+            try:
+                rel, lines = _source(f"{module}:{api}")
+            except (ImportError, AttributeError, OSError, TypeError):
+                continue
+            sources[fn.key].append((f"{module}:{api}", rel, "\n".join(lines)))
+    return Column(backend, "manual", f"{backend} (manual)", cells, sources)
+
+
 def build(backends=None):
     """(columns, problems): every registered backend's columns in registry order (a
     backend that does not import gives columns with ``error`` set), and every problem
@@ -274,6 +304,8 @@ def build(backends=None):
         if reason:
             columns.append(Column(name, "", name, {}, {}, error=reason))
             continue
+        if not specs:
+            columns.append(fallback_column(name))
         for path, spec in specs.items():
             col, probs = read_column(name, path, spec, specs)
             columns.append(col)
