@@ -120,7 +120,9 @@ def heatmap_figure(outcomes):
     texts = {}
     for i in range(len(stages)):
         for j in range(len(cols)):
-            if not np.isnan(M[i, j]):
+            if np.isnan(M[i, j]):  # a stage this path does not produce (check says why)
+                ax.text(j, i, "n/a", ha="center", va="center", fontsize=6.5, color="grey")
+            else:
                 r = cols[j][1][stages[i]]
                 txt = "0" if r.ratio == 0 else ("fail" if not math.isfinite(r.ratio) else f"{r.ratio:.0e}")
                 texts[i, j] = txt

@@ -188,7 +188,7 @@ def glossary(facts=None):
                 "stands in for the exact value, and a float32 backend is also held to "
                 "|backend - oracle| <= E. That answers 'which one is closer to the truth'."),
         ("ratio", "error / bound at the worst element; a stage passes when it is <= 1. Green "
-                "< 0.1, yellow 0.1-1 (still a pass, closer to the bound), red >= 1 (fail). "
+                "< 0.1, yellow 0.1-1 (still a pass, closer to the bound), red > 1 (fail). "
                 "Correct code typically shows 1e-3 to 0.5; a planted bug 1e3 to 1e15."),
         ("TF32", "TensorFloat-32: NVIDIA GPUs (Ampere and later) may run float32 matrix "
                 "products with inputs rounded to 10 mantissa bits (u_in = 2^-11). netparity turns "

@@ -17,7 +17,7 @@ sys.path.insert(0, ROOT)
 IMG = os.path.join(ROOT, "docs", "img")
 
 # section id -> window height in pixels (the section from its top; the rest is cut)
-SHOTS = {"environment": 760, "heatmap": 1500, "explain": 1500, "source": 1150, "costs": 1200,
+SHOTS = {"environment": 760, "heatmap": 1000, "explain": 1500, "source": 1150, "costs": 1200,
          "boundaries": 720, "bench": 1400}
 # only that section; in the side-by-side one, only the backward pass
 ALONE = ("<style>body>h1,body>nav,body>p.note{display:none}section{display:none}"
