@@ -50,7 +50,7 @@ def main():
     default_threads = None
     if "torch" in names and cores > 1:
         # torch's own thread count is so slow on a busy machine that 300 updates tell enough
-        r, _ = run(300, "torch", threads=cores)
+        r, _ = run(300, "all", threads=cores)
         default_threads = r["torch"][1] / r["torch"][0]
     lines = ["# `netparity train --backend all`: wall time per backend", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `tools/train_wall_time.py` on "
