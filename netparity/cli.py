@@ -24,6 +24,18 @@ SUBCOMMANDS = {
 EXIT_USAGE, EXIT_INTERRUPTED, EXIT_INTERNAL = 2, 130, 70
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, except where there is nothing to show: no default
+    (None), an on/off flag, or a help text that already says what the default is."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or \
+                isinstance(action, (argparse._StoreTrueAction, argparse._HelpAction)):
+            return text
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line (no usage block) and exit code 2."""
 
@@ -43,6 +55,8 @@ def build_parser():
             continue  # subcommand not built yet
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_arguments(p)
+        if p.formatter_class is argparse.ArgumentDefaultsHelpFormatter:
+            p.formatter_class = HelpFormatter  # no "(default: None)", no default said twice
         p.set_defaults(_run=mod.run)
     return parser
 

@@ -131,6 +131,10 @@ def check_train_args(args, backends):
     if args.grad_norms and args.print_every == 0:
         raise UsageError("--grad-norms prints with each cost line and has no effect with "
                          "--print-every 0")
+    for dest in ("schedule", "decay_every"):
+        if getattr(args, dest, None) is not None and args.lr_decay is None:
+            raise UsageError(f"{_flag(dest)} shapes the decay of --lr-decay RATE and has no effect "
+                             "without it")
     for name, bk in backends.items():
         check_device("--device", bk, args.device)
     if args.plot is not None:

@@ -252,8 +252,7 @@ def render(data):
             sp = f"{r['speedup']:.2f}×" if r["speedup"] else "–"  # no reference in a --select run
             lines.append(f"| {r['config']} | {r['dtype']} | {r['backend']} "
                          f"| {r['us_per_step']:.2f} | {sp} | {pr} |")
-    lines += ["", "Targets (issue 4):", ""] + [f"- {t}" for t in check_targets(rs)]
-    lines += ["", "Targets (issue 16):", ""] + [f"- {t}" for t in check_targets_round2(rs)]
+    lines += ["", "Targets:", ""] + [f"- {t}" for t in check_targets(rs) + check_targets_round2(rs)]
     return "\n".join(lines)
 
 

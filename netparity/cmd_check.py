@@ -8,7 +8,6 @@ float64 oracle (bound E). A cell shows the worse of the two comparisons (max abs
 ULPs, error/bound ratio); a stage passes when ratio <= 1. Exit code 0 only when every
 stage of every case passes; 2 when nothing could run.
 """
-import argparse
 import math
 import os
 import sys
@@ -24,7 +23,8 @@ def add_arguments(parser):
     import reference as R
     from netparity.stages import BATCH_SIZES, OPTIMIZER_CONFIGS, SIZES
 
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    from netparity.cli import HelpFormatter
+    parser.formatter_class = HelpFormatter
     parser.add_argument("--backend", action="append", choices=list(REGISTRY), default=None,
                         help="backend(s) to check (repeatable; default: the mirrors "
                              f"{', '.join(mirrors())}; numpy checks the reference against itself)")
@@ -74,9 +74,8 @@ def selected_cases(args):
 # ---------------------------------------------------------------------------- output
 
 def colour_for(ratio):
-    if not math.isfinite(ratio) or ratio >= 1:
-        return RED
-    return GREEN if ratio < 0.1 else YELLOW
+    from netparity.runner import verdict  # the report's heat map uses the same scale
+    return {"pass": GREEN, "near the bound": YELLOW, "fail": RED}[verdict(ratio)]
 
 
 def cell_text(r):
@@ -87,12 +86,31 @@ def cell_text(r):
     if r.named:
         return "see note"
     ulp = "-" if math.isnan(r.max_ulp) else f"{r.max_ulp:.3g}"  # no ulps near zero
-    return f"{r.max_abs:.1e} {ulp:>7}u {r.ratio:.2g}x"
+    return f"{r.max_abs:7.1e} {ulp:>8}u {r.ratio:7.2g}x"  # fixed fields: columns align
 
 
-def render(outcomes, colour=False):
-    """The tables (one per configuration) as text."""
+def table_width():
+    """The terminal's width when printing to one, else 100 columns."""
+    import shutil
+    return max(60, shutil.get_terminal_size((100, 24)).columns) if sys.stdout.isatty() else 100
+
+
+LEGEND = """cells: max abs error, max ULP distance (units in the last place: how many floats apart),
+  ratio = error / bound. The bound E is an a-priori rounding-error bound per stage
+  (docs/tolerances.md); a cell is the worse of 'vs the NumPy reference in the same dtype,
+  bound 2E' and, for float32, 'vs the float64 oracle (the reference run in float64), bound E'.
+  Pass when ratio <= 1: green < 0.1, yellow 0.1-1 (near the bound, still a pass), red > 1.
+  Many ULPs with a small ratio is rounding (e.g. db, a sum that cancels), not a bug;
+  `netparity report` works the numbers out."""
+
+
+def render(outcomes, colour=False, width=None):
+    """The tables (one per configuration) as text, at most ``width`` characters wide
+    (default: table_width()): columns that do not fit continue in a block below, with
+    the stage names repeated. A stage a path does not produce is "n/a", with the reason."""
     from netparity.runner import column_name, config_key, config_title
+    from netparity.stagenames import PATH_OMITS
+    width = width or table_width()
     groups = {}
     for res in outcomes:
         groups.setdefault(config_key(res.case), []).append(res)
@@ -100,36 +118,48 @@ def render(outcomes, colour=False):
     for _, members in groups.items():
         lines.append("")
         lines.append((BOLD if colour else "") + config_title(members[0].case) + (RESET if colour else ""))
-        cols = [(column_name(r.case), r.worst_per_stage() if r.ran else None, r.skipped)
+        cols = [(column_name(r.case), r.worst_per_stage() if r.ran else None, r.skipped, r.case.path)
                 for r in members]
         stages = []
-        for _, res, _ in cols:
+        for _, res, _, _ in cols:
             for s in (res or {}):
                 if s not in stages:
                     stages.append(s)
-        width = max([len(cell_text(r)) for _, res, _ in cols for r in (res or {}).values()]
-                    + [len(n) for n, _, _ in cols] + [8])
-        lines.append(f"{'stage':>12}  " + "  ".join(f"{n:>{width}}" for n, _, _ in cols))
-        for s in stages:
-            cells = []
-            for _, res, skip in cols:
-                if res is None:
-                    text, col = "skipped", ""
-                else:
-                    r = res.get(s)
-                    text, col = cell_text(r), (colour_for(r.ratio) if r is not None else "")
-                cell = f"{text:>{width}}"
-                cells.append(f"{col}{cell}{RESET}" if colour and col else cell)
-            lines.append(f"{s:>12}  " + "  ".join(cells))
-        for name, res, skip in cols:
+        cw = max([len(cell_text(r)) for _, res, _, _ in cols for r in (res or {}).values()]
+                 + [len(n) for n, _, _, _ in cols] + [8])
+        sw = max([len(s) for s in stages] + [len("stage")])
+        fit = max(1, (width - sw) // (cw + 2))
+        per_block = -(-len(cols) // -(-len(cols) // fit))  # as many blocks as needed, equal sizes
+        omitted = {}
+        for b in range(0, len(cols), per_block):
+            block = cols[b:b + per_block]
+            if b:
+                lines.append("")
+            lines.append(f"{'stage':>{sw}}  " + "  ".join(f"{n:>{cw}}" for n, _, _, _ in block))
+            for s in stages:
+                cells = []
+                for _, res, skip, path in block:
+                    if res is None:
+                        text, col = "skipped", ""
+                    elif s not in res:
+                        text, col = "n/a", ""
+                        omitted[path] = PATH_OMITS.get(path, "not produced by this path")
+                    else:
+                        r = res[s]
+                        text, col = cell_text(r), colour_for(r.ratio)
+                    cell = f"{text:>{cw}}"
+                    cells.append(f"{col}{cell}{RESET}" if colour and col else cell)
+                lines.append(f"{s:>{sw}}  " + "  ".join(cells))
+        for name, res, skip, _ in cols:
             if res is None:
                 lines.append(f"  {name}: skipped ({skip})")
         for note in dict.fromkeys(f"{r.stage}: {r.note}" for _, res, _ in cols
                                   for r in (res or {}).values() if r.named):
             lines.append(f"  note {note}")
+        for path, why in omitted.items():
+            lines.append(f"  n/a on the {path} path: {why}")
     lines.append("")
-    lines.append("cells: max abs error, max ULP distance, error/bound ratio (pass <= 1; the worse of "
-                 "'vs reference, same dtype, bound 2E' and, for float32, 'vs float64 oracle, bound E')")
+    lines.append(LEGEND)
     return "\n".join(lines)
 
 

@@ -1,20 +1,24 @@
-"""`netparity report --out DIR`: a self-contained equivalence report.
+"""`netparity report --out DIR`: a self-contained equivalence report that shows *why* the
+frameworks agree.
 
 Writes DIR/report.html (one file: images embedded as base64 data: URIs, styles inline,
 no external resources, no scripts) and DIR/report.md with its PNGs beside it. Sections:
-the environment fingerprint; a per-stage error heat map from a `netparity check` run;
-the cost curves of the three backends on the planar data with their drift from the
-reference; the decision boundaries side by side; the latest benchmark results; and
-``backward_propagation`` of the three article modules side by side, read from the
-project's own source with ``inspect.getsource``.
+the environment fingerprint (annotated); a per-stage error heat map from a `netparity
+check` run, coloured by check's own thresholds, each cell a link to the lines that
+compute that stage; what the numbers mean (a glossary and worked numbers: summation
+order, the cancellation in db, fused multiply-add, the autodiff x m convention); the
+course's nine functions side by side in every implementation (netparity.sidebyside),
+read from the project's own source; the cost curves with their drift against the
+one-ulp shadow-run envelope; the decision boundaries; and the latest benchmark results,
+labelled with the date and machine they come from.
 """
-import argparse
 import base64
 import html
-import inspect
 import io
+import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -26,15 +30,29 @@ BENCH_RESULTS = os.path.join(ROOT, "bench", "results")
 SECTIONS = [
     ("environment", "Environment fingerprint"),
     ("heatmap", "Per-stage errors against the reference"),
+    ("explain", "What the numbers mean"),
+    ("source", "The course's functions side by side"),
     ("costs", "Cost curves and drift"),
     ("boundaries", "Decision boundaries"),
     ("bench", "Benchmarks"),
-    ("source", "The same function in three frameworks"),
 ]
+
+# what a few fingerprint entries mean for the numbers of this report
+FINGERPRINT_NOTES = {
+    "torch_threads": "torch's intra-op threads while this report ran (the thread policy: one "
+                     "thread for networks this small, netparity.numerics.thread_policy)",
+    "precision_flags": "float32 matmul precision: allow_tf32 False and 'highest' mean full float32 "
+                       "products (TF32 off). cudnn.allow_tf32 True is torch's default for cuDNN "
+                       "convolutions, which this network does not use (see TF32 below)",
+    "numpy_blas": "the BLAS behind the reference's matrix products: its summation order sets the "
+                  "reference's last digits",
+    "torch_blas": "the BLAS behind torch's CPU matrix products",
+}
 
 
 def add_arguments(parser):
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    from netparity.cli import HelpFormatter
+    parser.formatter_class = HelpFormatter
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="directory for report.html, report.md and the PNGs")
     parser.add_argument("--steps", type=int, default=3000,
@@ -43,7 +61,7 @@ def add_arguments(parser):
                         help="fewer steps (200) and a smaller check slice (float64+float32, "
                              "manual path): for tests")
     parser.add_argument("--bench-dir", default=BENCH_RESULTS,
-                        help="where to read the latest benchmark results (bench.md, *.png)")
+                        help="where to read the latest benchmark results (bench.md, bench.json, *.png)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -64,50 +82,66 @@ def _png(fig):
 
 
 def heatmap_figure(outcomes):
-    """Rows: stages; columns: backend/path/dtype; colour: log10(error / bound)."""
-    from matplotlib.colors import LinearSegmentedColormap
-    from netparity.runner import column_name
+    """Rows: stages; columns: backend/path/dtype; colour: check's verdict of the ratio
+    error / bound (runner.VERDICTS: the same thresholds as check's colours).
+
+    Returns (figure, links): links are (stage, column label, ratio text, (left, top,
+    width, height) in percent of the image) for every cell, for an HTML overlay that
+    makes each cell a link to the lines computing its stage."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from netparity.runner import VERDICTS, column_name
     cols, stages = [], []
     for res in outcomes:
         if not res.ran:
             continue
         worst = res.worst_per_stage()
-        cols.append((f"{column_name(res.case)}\n{res.case.dtype}", worst))
+        cols.append((f"{column_name(res.case)}\n{res.case.dtype}", worst, res.case))
         for s in worst:
             if s not in stages:
                 stages.append(s)
-    floor = -6.0
+    floor, top = -6.0, 3.0
     M = np.full((len(stages), len(cols)), np.nan)
-    for j, (_, worst) in enumerate(cols):
+    for j, (_, worst, _) in enumerate(cols):
         for i, s in enumerate(stages):
             r = worst.get(s)
             if r is not None:
-                M[i, j] = 2.0 if not math.isfinite(r.ratio) else (
-                    floor if r.ratio <= 0 else max(floor, math.log10(r.ratio)))
-    fig = _figure(max(6.0, 1.25 * len(cols) + 2.5), 0.32 * len(stages) + 2.0)
+                M[i, j] = top if not math.isfinite(r.ratio) else (
+                    floor if r.ratio <= 0 else min(top, max(floor, math.log10(r.ratio))))
+    fig = _figure(max(6.5, 1.05 * len(cols) + 3.5), 0.3 * len(stages) + 2.2)
     ax = fig.add_subplot(1, 1, 1)
-    # green well inside the bound, yellow within a factor 10 of it, red beyond it
-    cmap = LinearSegmentedColormap.from_list(
-        "ratio", [(0, "#1a9850"), (0.5, "#66bd63"), (0.625, "#d9ef8b"), (0.7499, "#fdae61"),
-                  (0.75, "#d73027"), (1, "#7f0000")])
-    im = ax.imshow(M, aspect="auto", cmap=cmap, vmin=floor, vmax=2.0)
+    # one colour per verdict, with check's thresholds as the boundaries (log10 of the ratio)
+    edges = [floor] + [math.log10(limit) for _, limit, _ in VERDICTS[:-1]] + [top]
+    cmap = ListedColormap([colour for _, _, colour in VERDICTS])
+    im = ax.imshow(M, aspect="auto", cmap=cmap, norm=BoundaryNorm(edges, cmap.N))
     ax.set_xticks(range(len(cols)))
-    ax.set_xticklabels([c for c, _ in cols], fontsize=8)
+    ax.set_xticklabels([c for c, _, _ in cols], fontsize=8)
     ax.set_yticks(range(len(stages)))
     ax.set_yticklabels(stages, fontsize=8)
+    texts = {}
     for i in range(len(stages)):
         for j in range(len(cols)):
-            if not np.isnan(M[i, j]):
+            if np.isnan(M[i, j]):  # a stage this path does not produce (check says why)
+                ax.text(j, i, "n/a", ha="center", va="center", fontsize=6.5, color="grey")
+            else:
                 r = cols[j][1][stages[i]]
                 txt = "0" if r.ratio == 0 else ("fail" if not math.isfinite(r.ratio) else f"{r.ratio:.0e}")
+                texts[i, j] = txt
                 ax.text(j, i, txt, ha="center", va="center", fontsize=6.5,
-                        color="white" if M[i, j] < -4.5 or M[i, j] > 0 else "black")
-    cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
-    cb.set_label("log10(error / bound)   (0 = at the bound; 0 error shown at -6)", fontsize=8)
-    ax.set_title("max error / bound per stage (forward, cost, backward, update; pass <= 1)",
-                 fontsize=10)
+                        color="white" if M[i, j] > 0 else "black")
+    cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, ticks=[(a + b) / 2 for a, b in zip(edges, edges[1:])])
+    cb.ax.set_yticklabels([f"{name}\n{lo}" for (name, _, _), lo in
+                           zip(VERDICTS, ["ratio < 0.1", "0.1 <= ratio <= 1", "ratio > 1"])], fontsize=7)
+    ax.set_title("error / bound per stage (the worse of 'vs reference, 2E' and 'vs float64 oracle, E')",
+                 fontsize=9)
     fig.tight_layout()
-    return fig
+    fig.canvas.draw()
+    W, H = fig.bbox.width, fig.bbox.height
+    links = []
+    for (i, j), txt in texts.items():
+        (x0, y0), (x1, y1) = ax.transData.transform([(j - 0.5, i + 0.5), (j + 0.5, i - 0.5)])
+        box = (100 * x0 / W, 100 * (H - y1) / H, 100 * (x1 - x0) / W, 100 * (y1 - y0) / H)
+        links.append((stages[i], cols[j][0].replace("\n", " "), txt, cols[j][2], box))
+    return fig, links
 
 
 def train_curves(steps, dtype):
@@ -131,13 +165,26 @@ def train_curves(steps, dtype):
     return out
 
 
-def cost_figure(curves_by_dtype):
+def shadow_envelope(steps, dtype):
+    """The one-ulp shadow run of the reference (netparity.trajectory): the running max of
+    |cost - shadow cost| (what the dynamics make of a one-rounding change of the weights),
+    and the trajectory check's bound 10 (t + 1) envelope."""
+    import reference as R
+    from netparity.trajectory import SAFETY, reference_trajectory
+    tr = reference_trajectory((2, 4, 1), "article", "planar", dtype, "tanh", "sigmoid", "gd-1.2",
+                              R.Optimizer("gd", learning_rate=1.2), steps, None)
+    env = tr.envelope(tr.costs, tr.shadow_costs)
+    return env, SAFETY * np.arange(1, env.size + 1) * env
+
+
+def cost_figure(curves_by_dtype, shadows):
     from netparity.backends import backend_spec
-    fig = _figure(11, 7.6)
+    fig = _figure(11, 8.2)
     axes = fig.subplots(2, len(curves_by_dtype), squeeze=False)
     for j, (dtype, curves) in enumerate(curves_by_dtype.items()):
         ax, ad = axes[0, j], axes[1, j]
         ref_costs = curves["numpy"][2]
+        t = np.arange(ref_costs.size)
         for name, (_, _, costs) in curves.items():
             c, ls = backend_spec(name).style
             ax.plot(np.arange(costs.size), costs, color=c, linestyle=ls, label=name, lw=1.6)
@@ -148,48 +195,41 @@ def cost_figure(curves_by_dtype):
                             alpha=0.6)
                 ad.semilogy(np.arange(d.size), np.maximum.accumulate(d), color=c, lw=1.2,
                             label=f"{name}: running max (dots: each iteration)")
+        env, bound = shadows[dtype]
+        ad.semilogy(t, np.where(env > 0, env, np.nan), color="black", lw=1.0,
+                    label="one-ulp shadow run: running max |cost - shadow cost|")
+        ad.semilogy(t, np.where(bound > 0, bound, np.nan), color="black", lw=0.8, linestyle="--",
+                    label="trajectory bound 10 (t+1) x shadow envelope")
+        ad.semilogy(t, np.spacing(np.abs(ref_costs).astype(dtype)), color="grey", lw=0.8,
+                    linestyle=":", label=f"one ULP of the cost ({dtype})")
         ax.set_title(f"cost per iteration, {dtype}", fontsize=10)
         ax.set_xlabel("iteration")
         ax.set_ylabel("cost")
         ax.legend()
-        eps = np.finfo(dtype).eps
-        ad.axhline(eps * np.max(ref_costs), color="grey", lw=0.8, linestyle="--",
-                   label=f"eps x max cost ({eps:.1e})")
         ad.set_title(f"drift: |cost - reference cost|, {dtype} (log; zeros not drawn)", fontsize=10)
         ad.set_xlabel("iteration")
         ad.set_ylabel("|difference|")
-        ad.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
-                  frameon=False)
+        ad.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
     fig.tight_layout()
     return fig
 
 
 def boundary_figure(curves):
+    from netparity.plots import draw_boundary
     import reference as R
     X, Y = R.load_dataset("planar")
-    pad = 0.5
-    xs = np.linspace(X[0].min() - pad, X[0].max() + pad, 250)
-    ys = np.linspace(X[1].min() - pad, X[1].max() + pad, 250)
-    gx, gy = np.meshgrid(xs, ys)
-    grid = np.stack([gx.ravel(), gy.ravel()])
-    fig = _figure(4.0 * len(curves), 4.2)
+    fig = _figure(4.3 * len(curves), 4.9)
     axes = fig.subplots(1, len(curves), squeeze=False)[0]
     preds = {}
     for ax, (name, (bk, params, _)) in zip(axes, curves.items()):
         # each backend predicts with its own network_predict, in its own arrays
-        p = bk.network_predict(params, bk.from_numpy(grid, "float64"), "tanh", "sigmoid")
-        regions = np.asarray(bk.to_numpy(p)).reshape(gx.shape).astype(float)
-        preds[name] = regions
-        acc = float(np.mean(np.asarray(bk.to_numpy(
-            bk.network_predict(params, bk.from_numpy(X, "float64"), "tanh", "sigmoid"))).ravel()
-            == (Y[0] > 0.5)))
-        ax.contourf(gx, gy, regions, alpha=0.3, cmap="Spectral", levels=[-0.5, 0.5, 1.5])
-        ax.scatter(X[0], X[1], c=Y[0], s=8, cmap="Spectral", edgecolors="k", linewidths=0.2)
+        def predict(grid):
+            return bk.to_numpy(bk.network_predict(params, bk.from_numpy(grid, "float64"), "tanh", "sigmoid"))
+        preds[name] = draw_boundary(ax, X, Y, predict)
+        acc = float(np.mean(np.asarray(predict(X)).ravel() == (Y[0] > 0.5)))
         same = ("" if name == "numpy" else
-                f", {int(np.sum(regions != preds['numpy']))} grid points differ from numpy")
-        ax.set_title(f"{name}: accuracy {acc:.1%}{same}", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+                f"\n{int(np.sum(preds[name] != preds['numpy']))} grid points differ from numpy")
+        ax.set_title(f"{name}: accuracy {acc:.2%}{same}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -201,33 +241,36 @@ def fingerprint_rows():
     return [(k, v if isinstance(v, str) else repr(v)) for k, v in fingerprint().items()]
 
 
-def source_of(name="backward_propagation"):
-    """(backend, module file, source) of ``name`` in every registered backend's public API
-    (through any validation wrapper, to the function that computes)."""
-    from netparity.backends import REGISTRY, get_backend
-    out = []
-    for backend, spec in REGISTRY.items():
-        try:
-            fn = inspect.unwrap(getattr(get_backend(backend), name))
-        except ImportError as e:
-            out.append((backend, spec.module, f"# not importable here: {e}"))
-            continue
-        path = inspect.getsourcefile(fn)
-        path = os.path.relpath(path, ROOT) if path.startswith(ROOT) else path
-        out.append((backend, path, inspect.getsource(fn)))
-    return out
-
-
 def read_bench(bench_dir):
-    """(markdown text or None, [png paths])."""
+    """(markdown text or None, [png paths], provenance line or None)."""
     md = os.path.join(bench_dir, "bench.md")
     text = None
     if os.path.exists(md):
-        with open(md) as f:
+        with open(md, encoding="utf-8") as f:
             text = f.read().strip()
     pngs = sorted(os.path.join(bench_dir, p) for p in os.listdir(bench_dir)
                   if p.endswith(".png")) if os.path.isdir(bench_dir) else []
-    return text, pngs
+    return text, pngs, bench_provenance(bench_dir)
+
+
+def bench_provenance(bench_dir):
+    """'the benchmark run of DATE on MACHINE' from the run's bench.json, or None."""
+    path = os.path.join(bench_dir, "bench.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    info = data.get("machine_info") or {}
+    cpu = (info.get("cpu") or {}).get("brand_raw") or info.get("processor") or info.get("machine") or "?"
+    cores = (info.get("cpu") or {}).get("count")
+    when = str(data.get("datetime", "?"))[:16].replace("T", " ")
+    return f"the benchmark run of {when} UTC on {cpu}" + (f" ({cores} cores)" if cores else "")
+
+
+def user_text(text):
+    """Bench tables as a reader sees them: no project-internal references."""
+    return re.sub(r"\s*\(issue \d+\)", "", text)
 
 
 def bench_source(bench_dir, text):
@@ -285,12 +328,13 @@ h1{border-bottom:2px solid #444;padding-bottom:.2em}h2{margin-top:2em;border-bot
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top}
 th{background:#f2f2f2}img{max-width:100%;height:auto;border:1px solid #eee}
-.scroll{overflow-x:auto}.src{display:flex;gap:.8em;align-items:stretch}
-.src>div{flex:1;min-width:0}.src pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;
-font-size:.74em;white-space:pre-wrap;margin:0;height:calc(100% - 2.2em)}
+.scroll{overflow-x:auto}pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;font-size:.78em;overflow-x:auto}
 .ok{color:#1a7f37;font-weight:bold}.bad{color:#c62828;font-weight:bold}
-.grid{display:flex;flex-wrap:wrap;gap:.5em}.grid img{max-width:49%}
+.bench img{display:block;margin:.5em 0 1.2em}
 .note{color:#555;font-size:.9em}code{background:#f2f2f2;padding:0 .2em}
+dl.glossary dt{font-weight:bold;margin-top:.5em}dl.glossary dd{margin-left:1.5em}
+.hm{position:relative;display:inline-block;max-width:100%}.hm img{display:block}
+.hm a{position:absolute;display:block}.hm a:hover,.hm a:focus{outline:2px solid #000}
 """
 
 
@@ -298,35 +342,77 @@ def _data_uri(png):
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp_rows, meta):
-    """figures: {basename: png bytes}; writes report.html, report.md and the PNGs."""
+def stage_links(links):
+    """{stage: anchor} of the side-by-side rows computing each heat-map stage."""
+    from netparity.sidebyside import anchor, stage_row
+    out = {}
+    for stage, _, _, case, _ in links:
+        row = stage_row(stage, len(case.layer_dims()) - 1, case.optimizer)
+        if row:
+            out[stage] = anchor(*row)
+    return out
+
+
+def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, fp_rows, meta, teaching,
+                 links):
+    """figures: {basename: png bytes}; teaching: (side-by-side columns, glossary, worked
+    text); links: the heat map's cells (heatmap_figure). Writes report.html, report.md and
+    the PNGs."""
     from netparity.runner import summary
     from netparity import fileio  # every file atomically: never a truncated PNG or page
+    from netparity import sidebyside
     os.makedirs(out_dir, exist_ok=True)
     for name, png in figures.items():
         fileio.write_bytes(os.path.join(out_dir, name), png)
     check_text, ok = summary(outcomes)
     check_cmd = meta["check_cmd"]
     heads = dict(SECTIONS)
+    columns, glossary, worked = teaching
+    anchors = stage_links(links)
+    bench_text, bench_pngs, provenance = bench
+    bench_text = user_text(bench_text) if bench_text else bench_text
+    machine_note = ("Numbers are machine-dependent: the last digits of every error, cost and "
+                    "timing depend on the BLAS, libm and CPU (the environment above); what holds "
+                    "everywhere is that every ratio stays <= 1.")
 
     # ---- markdown
     md = ["# netparity equivalence report", "",
-          f"Generated {meta['when']} by `netparity report` in {meta['elapsed']:.0f} s.", ""]
-    md += [f"## {heads['environment']}", "", "| key | value |", "|---|---|"]
-    md += [f"| {k} | `{v}` |" for k, v in fp_rows]
+          f"Generated {meta['when']} by `netparity report` in {meta['elapsed']:.0f} s. "
+          "One NumPy reference, mirrored in PyTorch and JAX; the specification is "
+          "docs/spec.md of the project. " + machine_note, ""]
+    md += [f"## {heads['environment']}", "", "| key | value | what it means here |", "|---|---|---|"]
+    md += [f"| {k} | `{v}` | {FINGERPRINT_NOTES.get(k, '')} |" for k, v in fp_rows]
     md += ["", f"## {heads['heatmap']}", "",
            f"Slice checked: `{check_cmd}`. Every stage of every case is compared with the "
            "NumPy reference in the same dtype (bound 2E) and, for float32, with the float64 "
-           "oracle (bound E); the colour is log10 of the worse error/bound ratio.", "",
+           "oracle (bound E); the colour is the verdict of the worse ratio error/bound, with "
+           "`netparity check`'s thresholds (green < 0.1, yellow 0.1-1: both pass; red > 1: fail). "
+           "The words are defined under 'What the numbers mean'.", "",
            f"**{'PASS' if ok else 'FAIL'}**: {check_text.splitlines()[0]}", "",
-           "![per-stage error heat map](heatmap.png)", ""]
+           "![per-stage error heat map](heatmap.png)", "",
+           "Each stage is computed by the lines of the side-by-side section: "
+           + " · ".join(f"[{s}](#{a})" for s, a in anchors.items()), ""]
+    md += [f"## {heads['explain']}", ""]
+    md += [f"- **{term}**: {text}" for term, text in glossary]
+    md += [""]
+    for title, paras in worked:
+        md += [f"### {title}", ""] + [p + "  " for p in paras] + [""]
+    md += [f"## {heads['source']}", "",
+           "Every course function in every implementation, read from the project's own source "
+           "with `inspect.getsource`, one row per formula. **Bold** names are the ones the NumPy "
+           "reference does not use: the API differences.", ""]
+    for fn in sidebyside.FUNCTIONS:
+        md.append(sidebyside.markdown_block(fn, columns))
     md += [f"## {heads['costs']}", "",
            f"The article's network (planar data, 2-4-1, tanh hidden, sigmoid output, weights "
            f"randn*0.01 seed 1, batch gradient descent at lr 1.2) trained for {meta['steps']} "
            "iterations by every backend from the same initial weights, in float64 and float32. "
            "Top: the cost curves overlaid (they coincide). Bottom: the pointwise |difference| "
-           "from the reference's cost on a log scale: the drift, a few ulps of the cost that "
-           "rounding differences carry forward.", "", "![cost curves and drift](costs.png)", ""]
+           "from the reference's cost on a log scale, against the shadow run: the reference "
+           "started again from weights changed by one ulp. Its distance from the reference is "
+           "what the dynamics make of a single rounding difference; a backend rounds "
+           "differently at every step, hence the trajectory bound 10 (t + 1) x that envelope "
+           "(docs/tolerances.md).", "", "![cost curves and drift](costs.png)", ""]
     md += ["| dtype | backend | final cost | max drift from numpy |", "|---|---|---:|---:|"]
     for dtype, curves in curves_by_dtype.items():
         ref = curves["numpy"][2]
@@ -334,22 +420,17 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
             md.append(f"| {dtype} | {name} | {c[-1]:.10f} | {np.max(np.abs(c - ref)):.2e} |")
     md += ["", f"## {heads['boundaries']}", "",
            "Each backend's float64 network after training, predicting over a grid with its own "
-           "`network_predict`.", "", "![decision boundaries](boundaries.png)", ""]
+           "`network_predict` (x1, x2: the two input features; colours: the classes).", "",
+           "![decision boundaries](boundaries.png)", ""]
     md += [f"## {heads['bench']}", ""]
-    bench_text, bench_pngs = bench
     if bench_text is None and not bench_pngs:
         md += ["no benchmark results (run `netparity bench --quick --plots bench/results`)", ""]
     else:
-        md += [meta["bench_source"], ""]
+        md += [meta["bench_source"] + " Timings are machine-dependent.", ""]
         if bench_text:
             md += [bench_text.replace("\n# ", "\n### "), ""]
         for p in bench_pngs:
             md += [f"![{os.path.basename(p)}](bench_{os.path.basename(p)})", ""]
-    md += [f"## {heads['source']}", "",
-           "`backward_propagation` of the article, read from the project's own modules with "
-           "`inspect.getsource`.", ""]
-    for backend, path, src in sources:
-        md += [f"### {backend} (`{path}`)", "", "```python", src.rstrip(), "```", ""]
     fileio.write_text(os.path.join(out_dir, "report.md"), "\n".join(md))
 
     # ---- html
@@ -358,30 +439,60 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
 
     h = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
          "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-         "<title>netparity equivalence report</title>", f"<style>{CSS}</style></head><body>",
+         "<title>netparity equivalence report</title>",
+         f"<style>{CSS}{sidebyside.CSS}</style></head><body>",
          "<h1>netparity equivalence report</h1>",
          f"<p class='note'>Generated {html.escape(meta['when'])} by <code>netparity report</code> "
-         f"in {meta['elapsed']:.0f} s. One NumPy reference, mirrored in PyTorch and JAX; every "
-         "number below comes from the project's own conformance machinery.</p>",
+         f"in {meta['elapsed']:.0f} s. One NumPy reference (the specification: "
+         "<code>docs/spec.md</code> of the project), mirrored in PyTorch and JAX; every number "
+         f"below comes from the project's own conformance machinery. {html.escape(machine_note)}</p>",
          "<nav><ul>" + "".join(f"<li><a href='#{k}'>{html.escape(t)}</a></li>" for k, t in SECTIONS)
          + "</ul></nav>"]
-    h += [f"<h2 id='environment'>{heads['environment']}</h2><table>"]
-    h += [f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>" for k, v in fp_rows]
+    h += [f"<section id='environment'><h2>{heads['environment']}</h2><table>"
+          "<tr><th>key</th><th>value</th><th>what it means here</th></tr>"]
+    h += [f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td>"
+          f"<td class='note'>{html.escape(FINGERPRINT_NOTES.get(k, ''))}</td></tr>" for k, v in fp_rows]
     h += ["</table>"]
-    h += [f"<h2 id='heatmap'>{heads['heatmap']}</h2>",
+    h += [f"</section><section id='heatmap'><h2>{heads['heatmap']}</h2>",
           f"<p>Slice checked: <code>{html.escape(check_cmd)}</code>. Every stage of every case "
           "is compared with the NumPy reference in the same dtype (bound 2E) and, for float32, "
-          "with the float64 oracle (bound E); the colour is log10 of the worse error/bound "
-          "ratio (green: far inside the a-priori bound, red: beyond it).</p>",
+          "with the float64 oracle (bound E); the colour is the verdict of the worse ratio "
+          "error/bound with <code>netparity check</code>'s thresholds: green &lt; 0.1 and yellow "
+          "0.1&ndash;1 both pass (yellow is closer to the bound), red &gt; 1 fails. "
+          "<a href='#explain'>What these words mean</a>. Click a cell to see the lines of "
+          "every implementation that compute its stage.</p>",
           f"<p class='{'ok' if ok else 'bad'}'>{'PASS' if ok else 'FAIL'}: "
-          f"{html.escape(check_text.splitlines()[0])}</p>", img("heatmap.png", "per-stage error heat map")]
-    h += [f"<h2 id='costs'>{heads['costs']}</h2>",
+          f"{html.escape(check_text.splitlines()[0])}</p>",
+          "<div class='hm'>" + img("heatmap.png", "per-stage error heat map")]
+    for stage, col, txt, _, (left, top, width, height) in links:
+        target = anchors.get(stage)
+        if target:
+            h.append(f"<a href='#{target}' title='{html.escape(stage)}, {html.escape(col)}: "
+                     f"error/bound {html.escape(txt)}' aria-label='{html.escape(stage)} {html.escape(col)}' "
+                     f"style='left:{left:.3f}%;top:{top:.3f}%;width:{width:.3f}%;height:{height:.3f}%'></a>")
+    h += ["</div>"]
+    h += [f"</section><section id='explain'><h2>{heads['explain']}</h2><dl class='glossary'>"]
+    h += [f"<dt>{html.escape(term)}</dt><dd>{html.escape(text)}</dd>" for term, text in glossary]
+    h += ["</dl>"]
+    for title, paras in worked:
+        h += [f"<h3>{html.escape(title)}</h3>"] + [f"<p>{html.escape(p)}</p>" for p in paras]
+    h += [f"</section><section id='source'><h2>{heads['source']}</h2>",
+          "<p>Every course function in every implementation, read from the project's own source "
+          "with <code>inspect.getsource</code>, one row per formula (scroll sideways; the formula "
+          "column stays). <mark>Marked</mark> names are the ones the NumPy reference does not use: "
+          "the API differences. Under each table, the whole functions.</p>"]
+    for fn in sidebyside.FUNCTIONS:
+        h.append(sidebyside.html_block(fn, columns))
+    h += [f"</section><section id='costs'><h2>{heads['costs']}</h2>",
           f"<p>The article's network (planar data, 2-4-1, tanh hidden, sigmoid output, weights "
           f"randn&middot;0.01 seed 1, batch gradient descent at lr 1.2) trained for {meta['steps']} "
           "iterations by every backend from the same initial weights, in float64 and float32. "
           "Top: the cost curves overlaid (they coincide). Bottom: the pointwise |difference| from "
-          "the reference's cost on a log scale &mdash; the drift, a few ulps of the cost that "
-          "rounding differences carry forward.</p>", img("costs.png", "cost curves and drift"),
+          "the reference's cost on a log scale, against the <em>shadow run</em>: the reference "
+          "started again from weights changed by one ulp. Its distance from the reference (black) "
+          "is what the dynamics make of a single rounding difference; a backend rounds "
+          "differently at every step, hence the trajectory bound 10 (t + 1) &times; that "
+          "envelope (dashed).</p>", img("costs.png", "cost curves and drift"),
           "<table><tr><th>dtype</th><th>backend</th><th>final cost</th><th>max drift from numpy</th></tr>"]
     for dtype, curves in curves_by_dtype.items():
         ref = curves["numpy"][2]
@@ -389,10 +500,11 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
             h.append(f"<tr><td>{dtype}</td><td>{name}</td><td>{c[-1]:.10f}</td>"
                      f"<td>{np.max(np.abs(c - ref)):.2e}</td></tr>")
     h += ["</table>"]
-    h += [f"<h2 id='boundaries'>{heads['boundaries']}</h2>",
+    h += [f"</section><section id='boundaries'><h2>{heads['boundaries']}</h2>",
           "<p>Each backend's float64 network after training, predicting over a grid with its own "
-          "<code>network_predict</code>.</p>", img("boundaries.png", "decision boundaries")]
-    h += [f"<h2 id='bench'>{heads['bench']}</h2>"]
+          "<code>network_predict</code> (x1, x2: the two input features; colours: the classes).</p>",
+          img("boundaries.png", "decision boundaries")]
+    h += [f"</section><section id='bench'><h2>{heads['bench']}</h2>"]
     if bench_text is None and not bench_pngs:
         h += ["<p>no benchmark results (run <code>netparity bench --quick --plots "
               "bench/results</code>)</p>"]
@@ -400,24 +512,18 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, sources, fp
         # a reader wants the pictures and the headline numbers; the full table (one row
         # per benchmark, ~130) is there, folded
         machine, full, bench_summary = split_bench(bench_text or "")
-        h += [f"<p class='note'>{html.escape(meta['bench_source'])}</p>"]
+        h += [f"<p class='note'>{html.escape(meta['bench_source'])} Timings are machine-dependent.</p>"]
         if machine:
             h += [md_table_to_html(machine)]
-        h += ["<div class='grid'>"] + [img("bench_" + os.path.basename(p), os.path.basename(p))
-                                       for p in bench_pngs] + ["</div>"]
+        h += ["<div class='bench'>"] + [img("bench_" + os.path.basename(p), os.path.basename(p))
+                                        for p in bench_pngs] + ["</div>"]
         if bench_summary:
             h += [md_table_to_html(bench_summary)]
         if full:
             n = sum(1 for line in full.splitlines() if line.startswith("| ")) - 1
             h += [f"<details><summary>Every benchmark ({n} rows)</summary>",
                   md_table_to_html(full), "</details>"]
-    h += [f"<h2 id='source'>{heads['source']}</h2>",
-          "<p><code>backward_propagation</code> of the article, read from the project's own "
-          "modules with <code>inspect.getsource</code>.</p><div class='src'>"]
-    for backend, path, src in sources:
-        h += [f"<div><h3>{backend} <code>{html.escape(path)}</code></h3>"
-              f"<pre><code>{html.escape(src.rstrip())}</code></pre></div>"]
-    h += ["</div></body></html>"]
+    h += ["</section></body></html>"]
     fileio.write_text(os.path.join(out_dir, "report.html"), "\n".join(h))
 
 
@@ -428,6 +534,7 @@ def run(args):
     from netparity.cli_checks import check_report_args
     from netparity.numerics import step_work, thread_policy
     from netparity.runner import run_cases, select_cases, summary
+    from netparity import explain, sidebyside
     check_report_args(args)  # arguments and the --out directory, before any work (exit 2)
     t0 = time.time()
     steps = 200 if args.quick else args.steps
@@ -435,24 +542,34 @@ def run(args):
     paths = ["manual"] if args.quick else ["manual", "autodiff", "idiomatic"]
     check_cmd = "netparity check " + " ".join(f"--backend {b}" for b in mirrors) + " " + " ".join(
         f"--path {p}" for p in paths) + " (float64, float32; tanh/sigmoid 2-4-1, gd, full batch, 1 step)"
-    print("checking ...", file=sys.stderr)
     # the article's network: a small problem, one thread (netparity.numerics.thread_policy)
     with thread_policy(step_work((2, 4, 1), 400)):
+        print("checking ...", file=sys.stderr)
         outcomes = run_cases(select_cases(mirrors, paths), progress=not args.no_progress)
         print(f"training the article's network for {steps} iterations ...", file=sys.stderr)
         curves = {dt: train_curves(steps, dt) for dt in ("float64", "float32")}
-    figures = {"heatmap.png": _png(heatmap_figure(outcomes)),
-               "costs.png": _png(cost_figure(curves)),
-               "boundaries.png": _png(boundary_figure(curves["float64"]))}
-    bench = read_bench(args.bench_dir)
-    for p in bench[1]:
-        with open(p, "rb") as f:
-            figures["bench_" + os.path.basename(p)] = f.read()
-    meta = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "elapsed": time.time() - t0,
-            "steps": steps, "check_cmd": check_cmd,
-            "bench_source": bench_source(args.bench_dir, bench[0])}
-    write_report(args.out, outcomes, curves, figures, bench, source_of(), fingerprint_rows(), meta)
+        shadows = {dt: shadow_envelope(steps, dt) for dt in ("float64", "float32")}
+        heat, links = heatmap_figure(outcomes)
+        figures = {"heatmap.png": _png(heat),
+                   "costs.png": _png(cost_figure(curves, shadows)),
+                   "boundaries.png": _png(boundary_figure(curves["float64"]))}
+        bench = read_bench(args.bench_dir)
+        for p in bench[1]:
+            with open(p, "rb") as f:
+                figures["bench_" + os.path.basename(p)] = f.read()
+        columns, problems = sidebyside.build()
+        if problems:  # the teaching data no longer matches the source: say so, show the rest
+            print("side-by-side: " + "; ".join(problems), file=sys.stderr)
+        teaching = (columns, explain.glossary(), explain.worked_text(explain.worked_numbers()))
+        meta = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "elapsed": time.time() - t0,
+                "steps": steps, "check_cmd": check_cmd,
+                "bench_source": bench_source(args.bench_dir, bench[0]),
+                "bench_dir": os.path.relpath(args.bench_dir) if not os.path.relpath(
+                    args.bench_dir).startswith("..") else args.bench_dir}
+        write_report(args.out, outcomes, curves, figures, bench, fingerprint_rows(), meta,
+                     teaching, links)
+    text, ok = summary(outcomes)
+    print(f"{'PASS' if ok else 'FAIL'}: {text}")
     print(f"wrote {os.path.join(args.out, 'report.html')} and {os.path.join(args.out, 'report.md')} "
-          f"({time.time() - t0:.0f} s)")
-    _, ok = summary(outcomes)
+          f"({time.time() - t0:.0f} s); open {os.path.join(args.out, 'report.html')} in a browser")
     return 0 if ok else 1

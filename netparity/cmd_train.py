@@ -7,12 +7,20 @@ progress bar and the plot live here, at the edge; the maths stays in the backend
 
 Defaults reproduce the article: planar data, n_x-4-n_y with tanh hidden units and a
 sigmoid output (softmax when the labels are one-hot), ``randn * 0.01`` weights drawn with
-seed 1, batch gradient descent at lr 1.2 for 10000 iterations.
+seed 1, batch gradient descent at lr 1.2 for 10000 iterations. Each optimiser has its own
+default learning rate (DEFAULT_LR: the article's 1.2 for gd and the course's momentum,
+0.01 for Adam). With mini-batches the printed cost is the epoch's: the mean of the loss
+over its m examples. torch's intra-op threads follow ``netparity.numerics.thread_policy``
+(one for small problems), reported in the first line. The progress bar's rate starts
+after the first update, which includes a compiled backend's compilation. With several
+backends the run ends with how far each is from NumPy (max |cost difference|, final
+parameters, predictions), and ``--plot`` draws the drift and every backend's boundary.
 """
 import argparse
 import math
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -21,6 +29,12 @@ from netparity import fileio
 from netparity.backends import REGISTRY, get_backend
 from netparity.cli_checks import check_train_args, seed_value
 from netparity.numerics import thread_policy
+
+# the learning rate each optimiser gets when --lr is not given: the article's 1.2 for
+# gradient descent; the course's momentum (an average of gradients, the same step size)
+# keeps it; Adam normalises its step, so 1.2 is far too large (planar, 10 000 updates:
+# 76.75 % at 1.2, 92.0 % at 0.01)
+DEFAULT_LR = {"gd": 1.2, "momentum": 1.2, "adam": 0.01}
 
 
 # ------------------------------------------------------------------ argument types
@@ -64,7 +78,8 @@ def hidden_sizes(text):
 
 
 def add_arguments(parser):
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    from netparity.cli import HelpFormatter
+    parser.formatter_class = HelpFormatter
     parser.add_argument("--dataset", choices=list(ref.DATASETS), default="planar",
                         help="built-in, seeded data set")
     parser.add_argument("--layers", type=hidden_sizes, default=(4,), metavar="N[,N...]",
@@ -74,7 +89,18 @@ def add_arguments(parser):
     parser.add_argument("--init", choices=ref.INITIALIZERS, default="article",
                         help="weight initialisation (article: randn * 0.01)")
     parser.add_argument("--optimizer", choices=ref.OPTIMIZERS, default="gd")
-    parser.add_argument("--lr", type=positive_float, default=1.2, help="learning rate")
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
+                             + ")")
+    parser.add_argument("--lr-decay", type=positive_float, default=None, metavar="RATE",
+                        help="decay the learning rate (the course's inverse-time decay: "
+                             "lr0 / (1 + RATE floor(k / N)) at update k; --schedule for others)")
+    parser.add_argument("--decay-every", type=positive_int, default=None, metavar="N",
+                        help="updates between two decays (default: one epoch's updates, as in "
+                             "the course)")
+    parser.add_argument("--schedule", choices=[s for s in ref.SCHEDULES if s != "constant"],
+                        default=None, help="with --lr-decay: inverse_time (default), exponential "
+                                           "(lr0 RATE^(k/N)) or step (lr0 RATE^floor(k/N))")
     parser.add_argument("--epochs", "--iterations", dest="epochs", type=positive_int,
                         default=10000, metavar="N",
                         help="passes over the data (with the full batch, one pass is one "
@@ -88,9 +114,11 @@ def add_arguments(parser):
                         help="seed of the initial weights and of the mini-batch order, "
                              "in [0, 2**32 - 1]")
     parser.add_argument("--print-every", type=non_negative_int, default=1000, metavar="N",
-                        help="print the cost every N updates (0: never)")
+                        help="print the cost every N iterations (full batch) or epochs "
+                             "(mini-batches: the epoch's mean cost); 0: never")
     parser.add_argument("--plot", metavar="PATH", default=None,
-                        help="write a PNG: cost curve(s) and, for 2-D data, the decision boundary")
+                        help="write a PNG: cost curve(s), the drift from NumPy (several backends) "
+                             "and, for 2-D data, the decision boundary of every backend")
     parser.add_argument("--save-weights", metavar="PATH", default=None,
                         help="write the trained weights (.npz); with several backends the "
                              "backend name is inserted before the extension")
@@ -118,41 +146,132 @@ def resolve_backends(choice):
     return modules
 
 
+def make_optimizer(args, batches_per_epoch):
+    """The reference Optimizer of the command line: --optimizer, --lr (or its default for
+    that optimiser) and the decay options."""
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    if args.lr_decay is None:
+        return ref.Optimizer(name=args.optimizer, learning_rate=lr)
+    return ref.Optimizer(name=args.optimizer, learning_rate=lr, schedule=args.schedule or "inverse_time",
+                         decay_rate=args.lr_decay, decay_steps=args.decay_every or batches_per_epoch)
+
+
+def describe_optimizer(opt, args):
+    lr = f"lr {opt.learning_rate:g}" + ("" if args.lr is not None else f" (the default for {opt.name})")
+    if opt.schedule == "constant":
+        return f"{opt.name} {lr}"
+    form = {"inverse_time": "lr0 / (1 + {r:g} floor(k / {n}))", "exponential": "lr0 {r:g}^(k / {n})",
+            "step": "lr0 {r:g}^floor(k / {n})"}[opt.schedule]
+    return f"{opt.name} {lr}, {opt.schedule} decay {form.format(r=opt.decay_rate, n=opt.decay_steps)}"
+
+
+class StepProgress:
+    """A progress bar over ``total`` updates whose rate and ETA count from the end of the
+    first update: a compiled backend's first update includes its compilation (seconds),
+    and a rate over it would say so for the whole run. The first update is timed on its
+    own and shown next to the bar."""
+
+    def __init__(self, total, desc, disable, file=None):
+        from tqdm import tqdm
+        self._tqdm, self.total, self.desc, self.disable = tqdm, total, desc, disable
+        self.file = file or sys.stderr
+        self.first_s = None
+        self._t0 = time.perf_counter()
+        self.bar = tqdm(total=total, desc=f"{desc}: first update", file=self.file, disable=disable,
+                        leave=False, bar_format="{desc} ...")
+
+    def update(self):
+        if self.first_s is None:
+            self.first_s = time.perf_counter() - self._t0
+            self.bar.close()
+            self.bar = self._tqdm(total=self.total, initial=1, desc=self.desc, file=self.file,
+                                  disable=self.disable, leave=True, mininterval=0.2,
+                                  postfix=f"first update {self.first_s:.2f} s")
+        else:
+            self.bar.update(1)
+
+    def write(self, line):
+        self.bar.write(line, file=sys.stdout)
+
+    def close(self):
+        self.bar.close()
+
+
+class Diverged(Exception):
+    """The cost became nan or inf at update ``step``."""
+
+    def __init__(self, step, value):
+        super().__init__(step, value)
+        self.step, self.value = step, value
+
+
 def train_one(name, bk, params, X, Y, hidden, output, optimizer, args, prefix):
     """Trains with backend ``bk`` from NumPy ``params``, ``X``, ``Y``; returns NumPy
-    (final parameters, costs)."""
-    from tqdm import tqdm
-
-    updates = args.epochs * len(ref.batch_order(X.shape[1], args.batch_size))
-    bar = tqdm(total=updates, desc=name, file=sys.stderr, disable=args.no_progress,
-               leave=True, mininterval=0.2)
+    (final parameters, costs, seconds). Prints the cost every --print-every iterations
+    (full batch) or epochs (mini-batches: the mean of the loss over the epoch's m
+    examples, each batch's cost weighted by its size). Raises Diverged at the first
+    non-finite cost (the backend's own per-update check of every array is off: this one
+    float per update finds the same divergence, one update later at worst, for a
+    fraction of the cost)."""
+    sizes = [len(idx) for idx in ref.batch_order(X.shape[1], args.batch_size)]
+    per_epoch, m = len(sizes), X.shape[1]
+    progress = StepProgress(args.epochs * per_epoch, name, args.no_progress)
+    acc = [0.0]
 
     def callback(k, J, grads):
-        bar.update(1)
-        if args.print_every and k % args.print_every == 0:
-            line = f"{prefix}Cost after iteration {k}: {float(J):f}"
+        progress.update()
+        J = float(J)
+        if not math.isfinite(J):
+            raise Diverged(k, J)
+        epoch, i = divmod(k, per_epoch)
+        acc[0] += J * sizes[i]
+        if i != per_epoch - 1:
+            return
+        cost, acc[0] = (J if per_epoch == 1 else acc[0] / m), 0.0
+        if args.print_every and epoch % args.print_every == 0:
+            what = "iteration" if per_epoch == 1 else "epoch"
+            line = f"{prefix}Cost after {what} {epoch}: {cost:f}"
             if args.grad_norms:  # per layer: vanishing (tiny |dW1|) or exploding gradients
                 norms = bk.gradient_norms(grads)
                 dWs = sorted((int(key[2:]), v) for key, v in norms.items() if key.startswith("dW"))
                 line += "  " + " ".join(f"|dW{l}|={v:.2e}" for l, v in dWs)
-            bar.write(line, file=sys.stdout)
+            progress.write(line)
 
+    t0 = time.perf_counter()
     try:
-        with thread_policy((params_dims(params), X.shape[1])):  # small problems: one thread
+        # a diverging run overflows on its way to nan: that is reported below in the
+        # command line's terms, not as NumPy's RuntimeWarnings
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             final, _, costs = bk.train(
                 bk.tree_from_numpy(params, args.dtype, args.device),
                 bk.from_numpy(X, args.dtype, args.device), bk.from_numpy(Y, args.dtype, args.device),
                 hidden, output, optimizer, num_epochs=args.epochs, batch_size=args.batch_size,
-                seed=args.seed, cost=args.cost, callback=callback)
+                seed=args.seed, cost=args.cost, callback=callback, check_finite=False)
     finally:
-        bar.close()
-    return bk.tree_to_numpy(final), np.asarray(bk.to_numpy(costs), dtype=np.float64)
+        progress.close()
+    seconds = time.perf_counter() - t0
+    final = bk.tree_to_numpy(final)
+    bad = next((k for k, v in final.items() if not np.all(np.isfinite(v))), None)
+    if bad:  # the last update itself overflowed: no cost after it to see it
+        raise Diverged(args.epochs * per_epoch - 1, f"{bad} non-finite")
+    return final, np.asarray(bk.to_numpy(costs), dtype=np.float64), seconds, progress.first_s
 
 
-def params_dims(params):
-    """Layer sizes (n_0, ..., n_L) from W1 (n_1, n_0), ..., WL (n_L, n_{L-1})."""
-    L = len(params) // 2
-    return (params["W1"].shape[1],) + tuple(params[f"W{l}"].shape[0] for l in range(1, L + 1))
+def divergence_advice(e, args, optimizer):
+    """What to try, in the command line's terms."""
+    tips = [f"a smaller --lr (now {optimizer.learning_rate:g})"]
+    if args.cost == "literal":
+        tips.append("--cost stable (the literal cost is inf once a prediction rounds to 0 or 1)")
+    if optimizer.name != "adam":
+        tips.append("--optimizer adam")
+    if args.lr_decay is None:
+        tips.append("--lr-decay 0.01")
+    if args.dtype == "float32":
+        tips.append("--dtype float64")
+    tried = f"{', '.join(tips[:-1])} or {tips[-1]}" if len(tips) > 1 else tips[0]
+    return (f"training diverged: the cost is {e.value} at update {e.step} (the steps are too "
+            f"large: the updates overshoot until a value overflows or a prediction saturates). "
+            f"Try {tried}")
 
 
 def accuracy(params, X, Y, hidden, output):
@@ -171,6 +290,30 @@ def weights_path(path, name, several):
     return f"{root}.{name}{ext or '.npz'}"
 
 
+def agreement_lines(results, X, hidden, output, dtype):
+    """How far every backend's run is from NumPy's: max |cost difference| over the run
+    (with one ULP of the final cost for scale), max |difference| of the final parameters,
+    and how many predictions differ."""
+    if "numpy" not in results:
+        return []
+    ref_final, ref_costs = results["numpy"][:2]
+    pred = lambda p: ref.network_predict({k: np.asarray(v, np.float64) for k, v in p.items()}, X,
+                                         hidden, output)
+    ulp = float(np.spacing(np.abs(np.asarray(ref_costs[-1], dtype=dtype))))
+    lines = [f"agreement with numpy ({dtype}, {ref_costs.size} updates; one ULP of the final cost "
+             f"is {ulp:.2g}; the numbers are machine-dependent):"]
+    for name, (final, costs, *_) in results.items():
+        if name == "numpy":
+            continue
+        dcost = float(np.max(np.abs(costs - ref_costs)))
+        dpar = max(float(np.max(np.abs(np.asarray(final[k], np.float64) - np.asarray(ref_final[k], np.float64))))
+                   for k in ref_final)
+        differ = int(np.sum(pred(final) != pred(ref_final)))
+        lines.append(f"  {name}: max |cost - numpy cost| {dcost:.2g} ({dcost / ulp:.3g} ULP), final "
+                     f"parameters max |difference| {dpar:.2g}, {differ} of {X.shape[1]} predictions differ")
+    return lines
+
+
 def run(args):
     try:
         backends = resolve_backends(args.backend)
@@ -181,72 +324,103 @@ def run(args):
     X, Y = ref.load_dataset(args.dataset)
     output = "softmax" if Y.shape[0] > 1 else "sigmoid"
     params = ref.initialize_network(dims, init=args.init, seed=args.seed)
-    optimizer = ref.Optimizer(name=args.optimizer, learning_rate=args.lr)
+    per_epoch = len(ref.batch_order(X.shape[1], args.batch_size))
+    optimizer = make_optimizer(args, per_epoch)
     several = len(backends) > 1
-    print(f"{args.dataset}: m = {X.shape[1]}, layers {dims}, {args.hidden} hidden, {output} "
-          f"output, {args.optimizer} lr {args.lr:g}, {args.cost} cost, {args.dtype}, "
-          f"backend{'s' if several else ''} {', '.join(backends)}")
-
-    results = {}
-    for name, bk in backends.items():
-        prefix = f"[{name}] " if several else ""
-        try:
-            final, costs = train_one(name, bk, params, X, Y, args.hidden, output, optimizer,
-                                     args, prefix)
-        except bk.NonFiniteError as e:
-            print(f"netparity train: {prefix}training diverged: {e}", file=sys.stderr)
-            return 1
-        results[name] = (final, costs)
-        print(f"{prefix}Train accuracy: {accuracy(final, X, Y, args.hidden, output):.2%}")
-        if args.save_weights:
-            path = weights_path(args.save_weights, name, several)
-            ref.save_weights(path, final)
-            print(f"{prefix}weights written to {path}")
-
+    batch = args.batch_size if per_epoch > 1 else X.shape[1]
+    with thread_policy((dims, batch)) as threads:  # small problems: one thread, restored after
+        print(f"{args.dataset}: m = {X.shape[1]}, layers {dims}, {args.hidden} hidden, {output} "
+              f"output, {describe_optimizer(optimizer, args)}, "
+              + (f"mini-batches of {args.batch_size} ({per_epoch} per epoch), " if per_epoch > 1 else "")
+              + f"{args.cost} cost, {args.dtype}, backend{'s' if several else ''} {', '.join(backends)}"
+              + (f"; {threads} intra-op thread{'s' if threads != 1 else ''} for torch (thread policy)"
+                 if threads is not None and any(n != "numpy" for n in backends) else ""))
+        results = {}
+        for name, bk in backends.items():
+            prefix = f"[{name}] " if several else ""
+            try:
+                final, costs, seconds, first = train_one(name, bk, params, X, Y, args.hidden, output,
+                                                         optimizer, args, prefix)
+            except Diverged as e:
+                print(f"netparity train: {prefix}{divergence_advice(e, args, optimizer)}", file=sys.stderr)
+                return 1
+            results[name] = (final, costs, seconds, first)
+            print(f"{prefix}Train accuracy: {accuracy(final, X, Y, args.hidden, output):.2%}")
+            if several:
+                print(f"{prefix}{costs.size} updates in {seconds:.2f} s ({costs.size / seconds:.0f} per "
+                      f"second; the first took {first:.2f} s)")
+            if args.save_weights:
+                path = weights_path(args.save_weights, name, several)
+                ref.save_weights(path, final)
+                print(f"{prefix}weights written to {path}")
+    if several:
+        for line in agreement_lines(results, X, args.hidden, output, args.dtype):
+            print(line)
     if args.plot:
-        write_plot(args.plot, results, X, Y, args.hidden, output, title=f"{args.dataset} {dims}")
+        write_plot(args.plot, {k: v[:2] for k, v in results.items()}, X, Y, args.hidden, output,
+                   title=f"{args.dataset} {dims}", dtype=args.dtype)
         print(f"plot written to {args.plot}")
     return 0
 
 
 # ------------------------------------------------------------------------- plotting
 
-def write_plot(path, results, X, Y, hidden, output, title=""):
-    """Two panels: the cost of every update per backend, and the decision regions of the
-    first backend's network over the data (2-D inputs only)."""
+def write_plot(path, results, X, Y, hidden, output, title="", dtype="float64"):
+    """One backend: the cost of every update and the decision regions (2-D inputs), side
+    by side. Several: the costs and their drift from NumPy's on top, every backend's
+    decision regions below."""
     # Figure + the Agg canvas directly: no pyplot, no global backend switch, no display.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from netparity.plots import draw_boundary
 
-    fig = Figure(figsize=(11, 4.5))
+    several = len(results) > 1
+    n = len(results)
+    fig = Figure(figsize=(max(11, 4 * n), 9) if several else (11, 4.5))
     FigureCanvasAgg(fig)
-    ax_cost, ax_data = fig.subplots(1, 2)
-    for i, (name, (_, costs)) in enumerate(results.items()):
-        # later curves dashed so that overlapping backends stay visible
-        ax_cost.plot(np.arange(costs.size), costs, label=name, linestyle=("-", "--", ":")[i % 3])
+    if several:
+        grid = fig.add_gridspec(2, 2 * n)
+        ax_cost, ax_drift = fig.add_subplot(grid[0, :n]), fig.add_subplot(grid[0, n:])
+        ax_data = [fig.add_subplot(grid[1, 2 * i:2 * i + 2]) for i in range(n)]
+    else:
+        ax_cost, ax_one = fig.subplots(1, 2)
+        ax_drift, ax_data = None, [ax_one]
+    from netparity.backends import backend_spec
+    for name, (_, costs) in results.items():
+        colour, style = backend_spec(name).style  # the registry's: dashed curves stay visible
+        ax_cost.plot(np.arange(costs.size), costs, label=name, color=colour, linestyle=style)
     ax_cost.set_xlabel("update")
     ax_cost.set_ylabel("cost")
     ax_cost.set_title("cost per update")
     ax_cost.legend()
+    if ax_drift is not None:
+        ref_costs = results.get("numpy", next(iter(results.values())))[1]
+        for name, (_, costs) in results.items():
+            if name == "numpy":
+                continue
+            colour = backend_spec(name).style[0]
+            d = np.abs(costs - ref_costs)
+            ax_drift.semilogy(np.arange(d.size), np.where(d > 0, d, np.nan), ".", ms=2, alpha=0.5,
+                              color=colour)
+            ax_drift.semilogy(np.arange(d.size), np.maximum.accumulate(d), color=colour,
+                              label=f"{name}: running max (dots: each update)")
+        ax_drift.semilogy(np.arange(ref_costs.size), np.spacing(np.abs(ref_costs).astype(dtype)),
+                          color="grey", lw=0.8, linestyle=":", label=f"one ULP of the cost ({dtype})")
+        ax_drift.set_xlabel("update")
+        ax_drift.set_ylabel("|cost - numpy cost|")
+        ax_drift.set_title("drift from NumPy (log; zeros not drawn)")
+        ax_drift.legend(fontsize=8, loc="lower right")
 
-    labels = Y[0] if output == "sigmoid" else np.argmax(Y, axis=0)
     if X.shape[0] == 2:
-        name, (params, _) = next(iter(results.items()))
-        params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-        pad = 0.5
-        xs = np.linspace(X[0].min() - pad, X[0].max() + pad, 300)
-        ys = np.linspace(X[1].min() - pad, X[1].max() + pad, 300)
-        gx, gy = np.meshgrid(xs, ys)
-        grid = np.stack([gx.ravel(), gy.ravel()])
-        regions = ref.network_predict(params, grid, hidden, output).reshape(gx.shape)
-        ax_data.contourf(gx, gy, regions.astype(float), alpha=0.3, cmap="Spectral")
-        ax_data.scatter(X[0], X[1], c=labels, s=10, cmap="Spectral", edgecolors="k",
-                        linewidths=0.2)
-        ax_data.set_title(f"decision boundary ({name})")
+        for ax, (name, (params, _)) in zip(ax_data, results.items()):
+            p64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+            draw_boundary(ax, X, Y, lambda grid: ref.network_predict(p64, grid, hidden, output))
+            ax.set_title(f"decision boundary ({name})")
     else:
-        ax_data.text(0.5, 0.5, f"no boundary plot for {X.shape[0]}-D inputs",
-                     ha="center", va="center", transform=ax_data.transAxes)
-        ax_data.set_axis_off()
+        for ax in ax_data:
+            ax.text(0.5, 0.5, f"no boundary plot for {X.shape[0]}-D inputs",
+                    ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
     fig.suptitle(title)
     fig.tight_layout()
     fileio.save_figure(fig, path, format="png", dpi=100)  # atomic: never a truncated PNG

@@ -19,6 +19,7 @@ to the reason, never a silent omission.
 """
 from dataclasses import dataclass, field
 import itertools
+import math
 import sys
 
 from netparity.backends import backend_spec, get_backend, import_error, mirrors, PATHS
@@ -163,6 +164,20 @@ def select_cases(backends=None, paths=None, devices=None, dtypes=None, hidden=No
 
 
 # ------------------------------------------------------------------ presenting results
+
+# How `check`'s cells and the report's heat map judge a ratio error / bound: one scale.
+# (verdict, upper limit of the ratio, colour): below 0.1 well inside the bound, up to 1
+# still a pass (closer to the bound: rounding of a cancelling sum, a long chain), above 1
+# a failure (compare.compare_stage: pass when ratio <= 1).
+VERDICTS = (("pass", 0.1, "#1a9850"), ("near the bound", 1.0, "#fee08b"), ("fail", math.inf, "#d73027"))
+
+
+def verdict(ratio):
+    """"pass" (ratio < 0.1), "near the bound" (0.1 <= ratio <= 1, still a pass) or "fail"."""
+    if not math.isfinite(ratio) or ratio > 1.0:
+        return "fail"
+    return "pass" if ratio < VERDICTS[0][1] else "near the bound"
+
 
 def config_key(case):
     """What the columns of one table share: everything but backend, path and device."""

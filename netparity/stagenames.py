@@ -44,6 +44,14 @@ def stage_order(L, state_keys):
     return forward_stages(L) + list(COST_STAGES) + backward_stages(L) + update_stages(L, state_keys)
 
 
+# why a path produces fewer stages than the reference (stages_for_path), for tables
+PATH_OMITS = {
+    "compiled": "one compiled step returns its cost and gradients, not its forward cache (Z, A) "
+                "nor the literal cost",
+    "idiomatic": "torch.optim.SGD and optax's sgd keep no step counter t (Adam does)",
+}
+
+
 def stages_for_path(order, path, optimizer_name="gd"):
     """The stages a gradient path produces.
 

@@ -1,5 +1,6 @@
 """`netparity train` end to end, its printed numbers recomputed with the reference."""
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -41,21 +42,143 @@ def test_progress_bar_goes_to_stderr(capsys):
     assert "3/3" in captured.err
 
 
-def test_minibatch_softmax_run_matches_reference_train(capsys):
+def printed_epoch_costs(out, prefix=""):
+    pat = re.compile(rf"^{re.escape(prefix)}Cost after epoch (\d+): (\S+)$", re.M)
+    return [(int(k), float(v)) for k, v in pat.findall(out)]
+
+
+def test_minibatch_softmax_run_prints_epoch_mean_costs(capsys):
+    """With mini-batches the printed cost is the epoch's: the mean of the loss over its m
+    examples, i.e. each batch's mean cost weighted by the batch's size."""
     argv = ["train", "--dataset", "blobs", "--layers", "5,3", "--hidden", "relu", "--init", "he",
-            "--optimizer", "adam", "--lr", "0.01", "--epochs", "2", "--batch-size", "64",
-            "--seed", "7", "--print-every", "3", "--dtype", "float32", "--no-progress"]
+            "--optimizer", "adam", "--lr", "0.01", "--epochs", "3", "--batch-size", "64",
+            "--seed", "7", "--print-every", "2", "--dtype", "float32", "--no-progress"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     X, Y = ref.load_dataset("blobs")
     p0 = ref.initialize_network([2, 5, 3, 3], init="he", seed=7, dtype=np.float32)
     params, _, costs = ref.train(p0, X.astype(np.float32), Y.astype(np.float32), "relu",
                                  "softmax", ref.Optimizer("adam", learning_rate=0.01),
-                                 num_epochs=2, batch_size=64, seed=7)
-    assert costs.size == 10  # 300 examples -> 5 batches per epoch
-    assert printed_costs(out) == [(k, pytest.approx(float(costs[k]), abs=5e-7)) for k in (0, 3, 6, 9)]
-    assert "softmax output" in out
+                                 num_epochs=3, batch_size=64, seed=7)
+    assert costs.size == 15  # 300 examples -> 4 batches of 64 and one of 44 per epoch
+    sizes = np.array([64, 64, 64, 64, 44])
+    means = [float(np.dot(costs[5 * e:5 * e + 5].astype(np.float64), sizes)) / 300 for e in range(3)]
+    assert printed_epoch_costs(out) == [(0, pytest.approx(means[0], abs=5e-7)),
+                                        (2, pytest.approx(means[2], abs=5e-7))]
+    assert "Cost after iteration" not in out
+    assert "softmax output" in out and "mini-batches of 64 (5 per epoch)" in out
     assert re.search(r"^Train accuracy: \d+\.\d\d%$", out, re.M)
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 0.01), ("momentum", 1.2)])
+def test_each_optimizer_has_its_own_default_learning_rate(optimizer, lr, capsys):
+    """Without --lr, Adam runs at 0.01 (at the article's 1.2 it reaches 76.75 % on the
+    planar data), momentum at the article's 1.2; the first line says which."""
+    assert main(["train", "--optimizer", optimizer, "--iterations", "3", "--print-every", "1",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"{optimizer} lr {lr:g} (the default for {optimizer})" in out.splitlines()[0]
+    X, Y = ref.load_planar_dataset()
+    _, _, costs = ref.train(ref.initialize_network([2, 4, 1]), X, Y,
+                            optimizer=ref.Optimizer(optimizer, lr), num_epochs=3)
+    assert printed_costs(out) == [(k, pytest.approx(float(costs[k]), abs=5e-7)) for k in range(3)]
+
+
+def test_lr_decay_is_the_courses_inverse_time_decay(capsys):
+    """--lr-decay 0.5: lr_k = 1.2 / (1 + 0.5 k), replayed here with the article's own
+    functions and a hand-written rate."""
+    assert main(["train", "--lr-decay", "0.5", "--iterations", "4", "--print-every", "1",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "inverse_time decay lr0 / (1 + 0.5 floor(k / 1))" in out.splitlines()[0]
+    X, Y = ref.load_planar_dataset()
+    params = ref.initialize_parameters(2, 4, 1)
+    want = []
+    for k in range(4):
+        A2, cache = ref.forward_propagation(X, params)
+        want.append(ref.compute_cost(A2, Y))
+        params = ref.update_parameters(params, ref.backward_propagation(params, cache, X, Y),
+                                       1.2 / (1 + 0.5 * k))
+    assert printed_costs(out) == [(k, pytest.approx(want[k], abs=5e-7)) for k in range(4)]
+
+
+def test_lr_decay_with_mini_batches_decays_once_per_epoch(capsys):
+    """The course decays per epoch: by default N = the batches of one epoch (4 of 100 here)."""
+    assert main(["train", "--lr-decay", "1", "--schedule", "step", "--batch-size", "100",
+                 "--epochs", "2", "--print-every", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "step decay lr0 1^floor(k / 4)" in out.splitlines()[0]
+    X, Y = ref.load_planar_dataset()
+    opt = ref.Optimizer("gd", 1.2, schedule="step", decay_rate=1.0, decay_steps=4)
+    _, _, costs = ref.train(ref.initialize_network([2, 4, 1]), X, Y, optimizer=opt, num_epochs=2,
+                            batch_size=100, seed=1)
+    assert printed_epoch_costs(out) == [(e, pytest.approx(float(np.mean(costs[4 * e:4 * e + 4])), abs=5e-7))
+                                        for e in range(2)]
+
+
+@pytest.mark.parametrize("argv, hidden, lr, cost, tips", [
+    # lr 100 with the literal cost saturates the sigmoid within a few updates
+    (["--lr", "100", "--cost", "literal"], "tanh", 100.0, "literal",
+     "Try a smaller --lr (now 100), --cost stable (the literal cost is inf once a prediction rounds "
+     "to 0 or 1), --optimizer adam or --lr-decay 0.01"),
+    # relu units grow without bound: NumPy's matmul overflows (and warned, before)
+    (["--lr", "1e20", "--hidden", "relu"], "relu", 1e20, "stable",
+     "Try a smaller --lr (now 1e+20), --optimizer adam or --lr-decay 0.01")],
+    ids=["literal-cost-saturates", "relu-overflows"])
+def test_divergence_is_reported_in_command_line_terms(argv, hidden, lr, cost, tips, capsys):
+    """One line naming the update and what to try, as options: no NumPy RuntimeWarning
+    (an error here), no Python argument."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would fail the run
+        rc = main(["train", *argv, "--iterations", "50", "--no-progress", "--print-every", "0"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    X, Y = ref.load_planar_dataset()
+    with np.errstate(all="ignore"):
+        _, _, costs = ref.train(ref.initialize_network([2, 4, 1]), X, Y, hidden,
+                                optimizer=ref.Optimizer("gd", lr), num_epochs=50, cost=cost,
+                                check_finite=False)
+    first = int(np.argmax(~np.isfinite(costs)))
+    assert err.strip().splitlines() == [
+        f"netparity train: training diverged: the cost is {costs[first]} at update {first} (the steps "
+        "are too large: the updates overshoot until a value overflows or a prediction saturates). "
+        + tips]
+    assert "check_finite" not in err and "Warning" not in err
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["--schedule", "step"], "--schedule shapes the decay of --lr-decay RATE"),
+    (["--decay-every", "5"], "--decay-every shapes the decay of --lr-decay RATE"),
+    (["--lr-decay", "-1"], "must be a positive finite number")], ids=["schedule-alone", "decay-every-alone", "negative-rate"])
+def test_decay_options_are_checked_before_work(argv, phrase, capsys):
+    try:
+        rc = main(["train", *argv])
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2
+    assert phrase in capsys.readouterr().err
+
+
+def test_progress_rate_excludes_the_first_update():
+    """A compiled backend's first update includes its compilation: the bar's rate (and
+    so its ETA) counts from the end of the first update, which is timed on its own."""
+    import io
+    import time
+    from netparity.cmd_train import StepProgress
+    buf = io.StringIO()
+    p = StepProgress(1000, "slow-first", disable=False, file=buf)
+    time.sleep(0.4)                 # the "compilation"
+    p.update()
+    for _ in range(99):
+        p.update()
+    d = p.bar.format_dict
+    p.close()
+    assert p.first_s >= 0.4
+    assert d["n"] == 100 and d["initial"] == 1
+    rate = (d["n"] - d["initial"]) / d["elapsed"]
+    # over the first update too, the rate would be at most 100 / 0.4 = 250 updates/s
+    assert rate > 10 * 100 / p.first_s, (rate, d)
+    assert "first update 0.4" in buf.getvalue()
 
 
 def test_plot_is_a_png_and_weights_round_trip(tmp_path, capsys):
@@ -116,3 +239,34 @@ def test_grad_norms_flag_prints_each_layers_gradient_norm(capsys):
     assert sorted(got) == [0, 2]
     for k, norms in got.items():
         assert norms == pytest.approx(want[k], rel=5e-3)  # printed with 3 significant digits
+
+
+@pytest.mark.skipif(not {"torch", "jax"} <= set(available_backends()), reason="needs every mirror")
+def test_backend_all_prints_the_agreement_and_plots_drift_and_every_boundary(tmp_path, capsys):
+    """--backend all: every backend's run, then how far each is from NumPy's, recomputed
+    here from each backend's own train; the plot has the drift and a boundary per backend."""
+    import torch
+    threads = torch.get_num_threads()
+    png = tmp_path / "all.png"
+    assert main(["train", "--backend", "all", "--iterations", "5", "--print-every", "0",
+                 "--no-progress", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert torch.get_num_threads() == threads  # the thread policy restores what it set
+    assert "1 intra-op thread for torch (thread policy)" in out.splitlines()[0]
+    X, Y = ref.load_planar_dataset()
+    p0 = ref.initialize_network([2, 4, 1])
+    opt = ref.Optimizer("gd", 1.2)
+    _, _, want = ref.train(p0, X, Y, optimizer=opt, num_epochs=5)
+    for name in ("torch", "jax"):
+        from netparity.backends import get_backend
+        bk = get_backend(name)
+        _, _, costs = bk.train(bk.tree_from_numpy(p0), bk.from_numpy(X), bk.from_numpy(Y), optimizer=opt,
+                               num_epochs=5)
+        d = float(np.max(np.abs(np.asarray(bk.to_numpy(costs)) - want)))
+        m = re.search(rf"^  {name}: max \|cost - numpy cost\| (\S+) \(", out, re.M)
+        assert m, out
+        assert float(m.group(1)) == pytest.approx(d, rel=0.05, abs=1e-300)
+        assert re.search(rf"^\[{name}\] 5 updates in \S+ s", out, re.M)
+    data = png.read_bytes()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert data[:8] == PNG_MAGIC and height > 800 and width >= 1100  # two rows: curves, boundaries

@@ -84,7 +84,10 @@ def test_a_registered_fourth_backend_appears_in_check_and_report(wrapped_run):
     md = (rep / "report.md").read_text()
     assert "--backend wrapped" in md                # in the checked slice (heat map)
     assert "| float64 | wrapped |" in md            # trained, with its cost curve and drift
-    assert "### wrapped (" in md                    # its source beside the others
+    # beside the others in the side-by-side view, its API functions whole (it has no teaching data)
+    side = md.split("## The course's functions side by side")[1]
+    assert side.count(" | wrapped (manual) |") == 9
+    assert "network_backward whole, under the table" in side
 
 
 def test_unimportable_backend_is_a_reported_skip_not_a_silent_omission():
