@@ -132,7 +132,7 @@ def test_adam_update_change_covers_every_point_of_the_box(placement):
     assert np.median(worst / E) > 0.3  # and not vacuous: the grid's worst is near the bound
 
 
-@pytest.mark.parametrize("t", [1, 2, 3, 10, 1000])
+@pytest.mark.parametrize("t", [1, 2, 3, 10, 100])
 def test_adam_step_limit_is_the_largest_step(t):
     """The limit against the reference's own updates: no gradient sequence (the one of
     Cauchy-Schwarz equality, g_i proportional to a_i / w_i, a constant one, random ones)
