@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import reference as R
+from reference.gradcheck import relative_difference
 
 
 def planar(seed, m):
@@ -165,3 +166,18 @@ def test_every_cache_entry_is_checked(key):
     _, cache = R.network_forward(X, P)
     assert_raises(lambda: R.network_backward(P, {k: v for k, v in cache.items() if k != key}, X, Y),
                   ValueError, rf"^cache: missing {key} ")
+
+
+@pytest.mark.parametrize("a, b, want", [
+    # |a - b| / (|a| + |b|) over the stacked entries, from hand-computed norms
+    ({"dW1": [[3.0, 4.0]]}, {"dW1": [[0.0, 0.0]]}, 1.0),                        # 5 / 5
+    ({"dW1": [[1.0, 0.0]]}, {"dW1": [[0.0, 1.0]]}, np.sqrt(2) / 2),            # sqrt2 / 2
+    ({"dW1": [[2.0]], "db1": [[0.0]]}, {"dW1": [[2.0]], "db1": [[1.0]]}, 1 / (2 + np.sqrt(5))),  # 1 / (2 + sqrt5)
+])
+def test_relative_difference_on_hand_values(a, b, want):
+    """gradcheck's relative difference |g - g_fd| / (|g| + |g_fd|) (Euclidean norms of all
+    entries stacked) on vectors whose norms are known: the gradient tests compare it with
+    a threshold, so a wrong formula giving small numbers would pass them unnoticed."""
+    a = {k: np.array(v) for k, v in a.items()}
+    b = {k: np.array(v) for k, v in b.items()}
+    assert relative_difference(a, b) == pytest.approx(want, rel=1e-15)

@@ -1,5 +1,7 @@
-"""Mutation testing: plant small AST-level bugs in a backend package, one at a time, and
-check that the default test command fails with an assertion on each.
+"""Mutation testing of the backend packages: does the test suite fail on each small bug?
+
+Small AST-level bugs are planted in a backend package, one at a time, and the default
+test command must fail with an assertion on each.
 
 A mutant is one edit of one expression of ``reference/``, ``torch_impl/`` or ``jax_impl/``
 (the packages of netparity.backends.REGISTRY):
@@ -30,8 +32,8 @@ plugin tools/mutation_plugin.py recorded:
               ConformanceError, or pytest's Failed from pytest.raises / pytest.fail)
     SURVIVED  every test passed
     CRASH     collection/import error, or every failing test raised something else (the
-              run goes on after such a test, up to 25 of them, so that a crash does not
-              hide a later assertion)
+              run goes on after such a test, so that a crash does not hide a later
+              assertion)
     TIMEOUT   the run took longer than --timeout (default: 3 x the control's time + 60 s)
     EQUIVALENT  listed in docs/mutation_equivalents.txt with a reason; not run
 
@@ -387,6 +389,9 @@ def run_tests(scratch, cmd, package, order_file, timeout, jax_cache):
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         rc = None
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): take the test run down too
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     seconds = time.perf_counter() - t0
     records = []
     if os.path.exists(record):
@@ -566,6 +571,9 @@ def main(argv=None):
 
     def log(line):
         print(line, flush=True)
+
+    # SIGTERM as an exception, so that the scratch copy is removed and the test run killed
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     report = {"command": "python tools/mutate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "python": sys.version.split()[0], "packages": {}, "mutants": []}

@@ -18,8 +18,9 @@ Stopping: the run stops at the first failing test whose exception is an assertio
 ``Failed`` from ``pytest.fail`` / ``pytest.raises``'s "DID NOT RAISE"): that is a kill and
 the rest cannot change it. Any other exception is recorded and the run goes on, so that
 a crash in one test does not hide an assertion in a later one (with ``-x`` the first
-crash would end the run), up to MUTATION_MAX_CRASHES (default 25) failing tests: a mutant
-that breaks that many tests without one assertion is a crash.
+crash would end the run): a mutant is a crash only when every failing test crashed.
+(A cap on the number of crashes was tried and dropped: a mutant of the input checks
+makes hundreds of tests raise before the error-message tests assert on it.)
 """
 import json
 import os
@@ -31,7 +32,6 @@ import pytest
 _RECORD = os.environ.get("MUTATION_RECORD")
 _ORDER = os.environ.get("MUTATION_ORDER")
 _PACKAGE = os.environ.get("MUTATION_PACKAGE")
-_MAX_CRASHES = int(os.environ.get("MUTATION_MAX_CRASHES", "25"))
 _state = {"durations": {}, "failed": 0, "assertion_failures": 0, "passed": 0, "skipped": 0,
           "collect_errors": 0, "start": time.perf_counter()}
 
@@ -100,8 +100,6 @@ def pytest_runtest_makereport(item, call):
             "assertion": assertion, "message": message[0][:300] if message else ""})
     if assertion:
         item.session.shouldfail = "a test failed with an assertion: the mutant is killed"
-    elif _state["failed"] >= _MAX_CRASHES:
-        item.session.shouldfail = f"{_MAX_CRASHES} tests failed, none with an assertion: a crash"
 
 
 def pytest_collectreport(report):
