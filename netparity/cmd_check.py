@@ -153,7 +153,7 @@ def render(outcomes, colour=False, width=None):
         for name, res, skip, _ in cols:
             if res is None:
                 lines.append(f"  {name}: skipped ({skip})")
-        for note in dict.fromkeys(f"{r.stage}: {r.note}" for _, res, _ in cols
+        for note in dict.fromkeys(f"{r.stage}: {r.note}" for _, res, _, _ in cols
                                   for r in (res or {}).values() if r.named):
             lines.append(f"  note {note}")
         for path, why in omitted.items():
