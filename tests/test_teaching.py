@@ -138,7 +138,10 @@ def test_db_cancellation_from_the_articles_functions_and_a_real_check():
     for backend in [b for b in ("torch", "jax") if b in available_backends()]:
         res = run_case(Case(backend, "manual", dtype="float32"))
         r = res.worst_per_stage()["db2"]
-        assert r.ok and r.ratio < 0.1 and r.max_ulp <= d["bound_ulps"]
+        # ULPs are reported only where the reference stands above its own bound; db2 is a
+        # cancelling sum near 0, where the comparison gives the error relative to the
+        # stage's magnitude instead (nan ULPs) - either way well inside the bound
+        assert r.ok and r.ratio < 0.1 and (math.isnan(r.max_ulp) or r.max_ulp <= d["bound_ulps"])
 
 
 def _two_sum(a, b):

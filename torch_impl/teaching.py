@@ -16,7 +16,7 @@ COLUMNS = {
             ],
             "forward": [
                 ("torch_impl.network:network_forward", {
-                    "Z": r'Z = parameters\[f"W\{l\}"\] @ A',
+                    "Z": r'Z = weight_product\(parameters\[f"W\{l\}"\], A\)',
                     "A": r"A = activation\(", "AL": r"A = activation\("}),
                 ("torch_impl.activations:tanh", {"A": r"return torch\.tanh"}),
                 ("torch_impl.activations:_sigmoid_formula", {"AL": r"return 1 / \(1 \+ torch\.exp"}),
@@ -32,7 +32,7 @@ COLUMNS = {
                     "dZL": r'dZ = cache\[f"A\{L\}"\] - Y',
                     "dW": r'grads\[f"dW\{l\}"\] = ',
                     "db": r'grads\[f"db\{l\}"\] = ',
-                    "dA": r'dA = parameters\[f"W\{l\}"\]\.T @ dZ',
+                    "dA": r'dA = weight_t_product\(W, dZ\)',
                     "dZ": r"dZ = dA \* activation_grad"}),
                 ("torch_impl.activations:tanh_grad", {"dZ": r"return 1 - a \* a"}),
                 ("note", {"scale": "the course's formulas: dZ = A - Y directly, no factor"}),
