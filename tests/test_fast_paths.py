@@ -22,7 +22,7 @@ import pytest
 import reference as R
 from netparity.backends import REGISTRY, get_backend, import_error
 from netparity.compare import assert_conforms, compare_stage
-from netparity.stages import expected
+from netparity.stages import expected, expected_for
 from netparity.trajectory import reference_trajectory
 
 OPTIMIZERS = {
@@ -118,3 +118,26 @@ def test_compiled_optimize_follows_the_reference(backend, capsys):
                                  np.array([int(i) for i, _ in lines]), 0.0, None))
     assert_conforms(results, {"case": f"{backend}-optimize-compiled-{ITERATIONS}"},
                     against="the reference's optimize (shadow-trajectory bound)")
+
+
+@pytest.mark.compiled
+@pytest.mark.parametrize("backend", _mirrors_with("train_scan"))
+def test_train_scan_with_a_wide_layer_follows_the_reference(backend):
+    """2-160-1: W1 has 320 elements, more than torch's network.SMALL_WEIGHTS, so inside the
+    compiled loop its products are BLAS calls, one of them on the data X itself (dW1 =
+    dZ1 X^T); three float64 updates against the reference under the a-priori bounds of
+    tolerance.py carried through the steps (netparity.stages.expected_for)."""
+    B = get_backend(backend)
+    dims, steps = (2, 160, 1), 3
+    X, Y = R.load_planar_dataset()
+    p0 = R.initialize_network(list(dims), init="xavier")
+    gd = R.Optimizer("gd", learning_rate=0.1)
+    exp = expected_for(p0, X, Y, [np.arange(X.shape[1])] * steps, "tanh", "sigmoid", gd, "float64")
+    params, state, costs = B.train_scan(B.tree_from_numpy(p0), B.from_numpy(X), B.from_numpy(Y),
+                                        "tanh", "sigmoid", gd, num_steps=steps)
+    got = B.tree_to_numpy(params)
+    results = [compare_stage("costs", np.array(exp.costs_ref), B.to_numpy(costs),
+                             np.array(exp.costs_bound), "float64")]
+    results += [compare_stage(k + "'", exp.ref[k + "'"], got[k], exp.bounds[k + "'"], "float64")
+                for k in ("W1", "b1", "W2", "b2")]
+    assert_conforms(results, {"case": f"{backend}-float64-2x160x1-gd-train_scan-{steps}steps"})

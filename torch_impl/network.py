@@ -53,6 +53,10 @@ def outer_product(dZ, A, W):
     along the contiguous axis of both, so the fused loop vectorises)."""
     if _fuse(W):
         return (dZ[:, None, :] * A[None, :, :]).sum(-1)
+    if torch.compiler.is_compiling():
+        # inside a torch.scan body A may be the data X, an input of the loop: ``X.T`` would
+        # be lifted as a second input aliasing X, which torch's loop ops refuse
+        return torch.matmul(dZ, A.transpose(0, 1))
     return dZ @ A.T
 
 
