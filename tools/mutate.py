@@ -264,14 +264,14 @@ def _mutant_id(path, qualname, original, text, nth):
     return f"{path}:{qualname}:{digest.hexdigest()[:8]}"
 
 
-def find_mutants(package):
-    """Every mutant of a package, in file and source order."""
+def find_mutants(package, root=ROOT):
+    """Every mutant of a package (the files under ``root``), in file and source order."""
     mutants = []
-    for name in sorted(os.listdir(os.path.join(ROOT, package))):
+    for name in sorted(os.listdir(os.path.join(root, package))):
         if not name.endswith(".py"):
             continue
         path = f"{package}/{name}"
-        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        with open(os.path.join(root, path), encoding="utf-8") as f:
             source = f.read()
         tree = ast.parse(source)
         at = _offsets(source)
@@ -291,12 +291,12 @@ def find_mutants(package):
     return mutants
 
 
-def control_mutant(package):
+def control_mutant(package, root=ROOT):
     """The package's first binary operation replaced by its own unparsed text: new
     source, same AST. It must survive: if it does not, the run is not measuring the code."""
-    for m in find_mutants(package):
+    for m in find_mutants(package, root):
         if m.kind.startswith("binop") and not m.path.endswith("__init__.py"):
-            with open(os.path.join(ROOT, m.path), encoding="utf-8") as f:
+            with open(os.path.join(root, m.path), encoding="utf-8") as f:
                 source = f.read()
             tree = ast.parse(source)
             at = _offsets(source)
@@ -467,7 +467,7 @@ def run_package(package, backend, mutants, args, scratch, jax_cache, log):
             with open(target, "w", encoding="utf-8") as f:
                 f.write(original)
 
-    control = control_mutant(package)
+    control = control_mutant(package, scratch)
     log(f"[{package}] control {control.describe()}")
     rc, records, seconds, out = run(control, args.timeout or 3600, None)
     status, detail = classify(rc, records)
@@ -547,26 +547,32 @@ def main(argv=None):
     chosen = args.package or list(packages)
     if args.ids:
         chosen = [p for p in chosen if any(i.startswith(p + "/") for i in args.ids)]
-    plan = {}
-    for package in chosen:
-        mutants = find_mutants(package)
-        if args.ids:
-            unknown = [i for i in args.ids if i.startswith(package + "/") and i not in {m.id for m in mutants}]
-            if unknown:
-                ap.error(f"unknown mutant ids: {' '.join(unknown)}")
-            mutants = [m for m in mutants if m.id in args.ids]
-        elif args.sample is not None and args.sample < len(mutants):
-            picked = set(random.Random(args.seed).sample(range(len(mutants)), args.sample))
-            mutants = [m for k, m in enumerate(mutants) if k in picked]
-        plan[package] = mutants
+
+    def plan_for(root):
+        """{package: (population, chosen mutants)} of the sources under ``root``; the
+        sample of a package depends only on its mutants and the seed."""
+        plan = {}
+        for package in chosen:
+            mutants = find_mutants(package, root)
+            population = len(mutants)
+            if args.ids:
+                unknown = [i for i in args.ids if i.startswith(package + "/") and i not in {m.id for m in mutants}]
+                if unknown:
+                    ap.error(f"unknown mutant ids: {' '.join(unknown)}")
+                mutants = [m for m in mutants if m.id in args.ids]
+            elif args.sample is not None and args.sample < len(mutants):
+                picked = set(random.Random(args.seed).sample(range(len(mutants)), args.sample))
+                mutants = [m for k, m in enumerate(mutants) if k in picked]
+            plan[package] = (population, mutants)
+        return plan
 
     if args.list:
         equivalents = load_equivalents(args.equivalents)
-        for package, mutants in plan.items():
+        for package, (_, mutants) in plan_for(ROOT).items():
             for m in mutants:
                 mark = "  [equivalent]" if m.id in equivalents else ""
                 print(f"{m.id}  {m.kind:<28} {m.describe()}{mark}")
-        print(f"{sum(len(v) for v in plan.values())} mutants")
+        print(f"{sum(len(v) for _, v in plan_for(ROOT).values())} mutants")
         return 0
 
     def log(line):
@@ -580,14 +586,16 @@ def main(argv=None):
     broken = False
     with tempfile.TemporaryDirectory(prefix="netparity-mutate-") as tmp:
         scratch = os.path.join(tmp, "tree")
+        # copy first, then read the mutants from the copy: one snapshot of the working
+        # tree, whatever is edited there while the run goes on
         copy_tree(scratch)
         jax_cache = os.path.join(tmp, "jax-cache")  # shared by this run's pytest processes only
-        for package, mutants in plan.items():
+        for package, (population, mutants) in plan_for(scratch).items():
             t0 = time.perf_counter()
             control, results = run_package(package, packages[package], mutants, args, scratch,
                                            jax_cache, log)
             broken |= control["status"] != "SURVIVED"
-            report["packages"][package] = {"population": len(find_mutants(package)),
+            report["packages"][package] = {"population": population,
                                            "sampled": len(mutants), "control": control,
                                            "seconds": round(time.perf_counter() - t0, 1),
                                            **summarize(results)}
