@@ -7,6 +7,7 @@ a config into zero-argument callables per op (forward, backward, step, loop) who
 results are synchronised (``hooks.synchronize``) before the clock stops.
 """
 import importlib
+import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -141,6 +142,26 @@ def measure(benchmark, fn, sync, size, info, traces=None, min_rounds=3):
     n_traces = traces() if traces else None
     if n_traces is not None:
         benchmark.extra_info["traces"] = n_traces
+
+
+def paired_speedup(ref_fn, ref_steps, fn, steps, sync, rounds, budget_s=None):
+    """Median over ``rounds`` alternating pairs of (ref s/step) / (fn s/step); which one
+    runs first alternates, so neither always gets the warmer cache. ``budget_s``: fewer
+    rounds (at least 3) when the pairs would take longer. Returns (median, ratios)."""
+    def per_step(f, n):
+        t0 = time.perf_counter()
+        sync(f())
+        return (time.perf_counter() - t0) / n
+    ratios, t_start = [], time.perf_counter()
+    for i in range(rounds):
+        if i % 2:
+            t_ref, t = per_step(ref_fn, ref_steps), per_step(fn, steps)
+        else:
+            t, t_ref = per_step(fn, steps), per_step(ref_fn, ref_steps)
+        ratios.append(t_ref / t)
+        if budget_s and i >= 2 and time.perf_counter() - t_start > budget_s:
+            break
+    return statistics.median(ratios), ratios
 
 
 @contextmanager

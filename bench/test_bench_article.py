@@ -5,35 +5,15 @@ the headline speed-up. ``netparity bench`` computes it from the saved JSON two w
 ratio of the two benchmarks' medians, and a *paired* ratio (below), which a shared,
 noisy 2-core machine cannot bias: load that comes and goes between two benchmarks run
 a minute apart changes their ratio, but hits both halves of a pair alike."""
-import statistics
-import time
-
 import pytest
 
 import reference
 from netparity.backends import REGISTRY, backend_spec
-from harness import hooks, info_for, measure, settings, skip_reason
+from harness import hooks, info_for, measure, paired_speedup, settings, skip_reason
 
 ITERATIONS = {"smoke": 5, "quick": 2000, "full": 2000}
 PAIRED_ROUNDS = {"smoke": 0, "quick": 15, "full": 21}
 REF_ITERATIONS = 200  # ~30 ms of reference.optimize per pair half
-
-
-def paired_speedup(ref_fn, ref_steps, fn, steps, sync, rounds):
-    """Median over ``rounds`` alternating pairs of (reference s/step) / (mirror s/step);
-    which one runs first alternates, so neither always gets the warmer cache."""
-    def per_step(f, n):
-        t0 = time.perf_counter()
-        f()
-        return (time.perf_counter() - t0) / n
-    ratios = []
-    for i in range(rounds):
-        if i % 2:
-            t_ref, t = per_step(ref_fn, ref_steps), per_step(lambda: sync(fn()), steps)
-        else:
-            t, t_ref = per_step(lambda: sync(fn()), steps), per_step(ref_fn, ref_steps)
-        ratios.append(t_ref / t)
-    return statistics.median(ratios), ratios
 
 
 @pytest.mark.parametrize("backend", list(REGISTRY))

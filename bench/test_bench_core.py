@@ -3,7 +3,9 @@ steps) for every backend x variant x device: the variants each backend's benchma
 declare (``harness.hooks``; the interface: reference/bench.py)."""
 import pytest
 
-from harness import cases, hooks, info_for, measure, settings, skip_reason
+from harness import cases, hooks, info_for, measure, paired_speedup, settings, skip_reason
+
+PAIRED_ROUNDS, PAIRED_BUDGET_S = 9, 20.0
 
 
 @pytest.mark.parametrize("backend, variant, device, op", cases(("forward", "backward", "step", "loop")))
@@ -21,3 +23,11 @@ def test_core(benchmark, bench_size, cfg, backend, variant, device, op):
         info.update(extra)
         measure(benchmark, made.ops[op], h.synchronize, bench_size, info,
                 made.traces if op in ("step", "loop") else None)
+        # a variant the hooks pair with another (the whole compiled loop with the eager
+        # one): alternating rounds of both, which load on a shared machine hits alike
+        base = getattr(h, "PAIRED", {}).get(variant)
+        if base and op == "loop" and bench_size != "smoke":
+            base_op = h.make_ops(base, device, cfg).ops["loop"]
+            med, ratios = paired_speedup(base_op, steps, made.ops[op], steps, h.synchronize,
+                                         PAIRED_ROUNDS, PAIRED_BUDGET_S)
+            benchmark.extra_info.update(paired_with=base, paired_speedup=med, paired_ratios=ratios)

@@ -10,9 +10,13 @@ the best throughput measured on this machine (``measure_rates``):
           + sum over the transcendental classes  count / (elements per second)
 
 * Arithmetic (every product, bias add, subtraction, tanh' = 1 - a^2, update, ...) runs
-  at the machine's matmul peak (roofline.measure_peaks: what the FMA units sustain).
+  at the machine's matmul peak (what the FMA units sustain: the best of many short
+  matmuls, which a busy machine does not interrupt, and roofline.measure_peaks).
   A fused program keeps elementwise intermediates in registers, so arithmetic - not a
   load/store pass per operation - is what it cannot go below.
+* All cores count: the rates are the machine's (a one-thread rate times the cores), so
+  the floor is below every variant, also one that splits a step over the cores; a step
+  run on one thread (the thread policy's count at small sizes) can reach 1 / cores.
 * Transcendentals cost tens of instructions per element, so they get measured rates:
   ``tanh`` (hidden units), ``sigmoid`` and ``softmax`` (output units), and the stable
   cross-entropy per logit (``cost_sigmoid``, ``cost_softmax``: an exp and a log1p, or
@@ -157,16 +161,37 @@ def _class_functions(mod):
     return make
 
 
+def _short_matmul_peak(dtype, n=256, calls=300):
+    """FLOP/s of the fastest of many short n x n matmuls: on a busy machine a long
+    measurement is interrupted, one of 300 half-millisecond calls is not (measured on the
+    shared 2-core EPYC at load average 6: 63 GFLOP/s float64 this way, 20 from the
+    roofline's five 1024 x 1024 calls; 78 is what 2 cores x 2 FMA units x 4 lanes x
+    2.45 GHz allow)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, n, n)).astype(dtype)
+    best = float("inf")
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
 def measure_rates(repeats=5, backends=None):
-    """This machine's rates for the floor: FLOP/s per dtype (the matmul peak of
-    roofline.measure_peaks) and, per transcendental class and dtype, elements per
-    second: the best over every installed backend that has benchmark hooks (their
-    ``synchronize`` waits for asynchronous results). Returns {"flops_float64": ...,
-    "tanh_float32": ..., "tanh_float32_by": backend name, ...}."""
+    """This machine's rates for the floor, for all of its cores: FLOP/s per dtype (the
+    better of roofline.measure_peaks and ``_short_matmul_peak``) and, per transcendental
+    class and dtype, elements per second: the best one-thread rate over every installed
+    backend that has benchmark hooks (their ``synchronize`` waits for asynchronous
+    results), times the cores (so the floor stays below a variant that uses them all; a
+    step run on one thread can reach 1 / cores of it). Returns {"flops_float64": ...,
+    "tanh_float32": ..., "tanh_float32_by": backend name, "cores": n, ...}."""
     import importlib
     from netparity.backends import REGISTRY, available_backends
+    from netparity.numerics import available_cores
     peaks = roofline.measure_peaks(repeats=repeats)
-    rates = {k: v for k, v in peaks.items() if k.startswith("flops_")}
+    rates = {f"flops_{dt}": max(peaks[f"flops_{dt}"], _short_matmul_peak(dt))
+             for dt in ("float64", "float32")}
+    cores = rates["cores"] = available_cores()
     names = backends if backends is not None else available_backends()
     for name in names:
         spec = REGISTRY[name]
@@ -179,8 +204,8 @@ def measure_rates(repeats=5, backends=None):
             for cls in TRANSCENDENTAL:
                 r = _rate(make(cls, dtype), sync, repeats)
                 key = f"{cls}_{dtype}"
-                if r and r > rates.get(key, 0):
-                    rates[key], rates[key + "_by"] = r, name
+                if r and cores * r > rates.get(key, 0):
+                    rates[key], rates[key + "_by"] = cores * r, name
     return rates
 
 

@@ -5,6 +5,8 @@ backend's registry entry (``netparity.backends.BackendSpec.bench``) and calls
 
     VARIANTS                              {(variant, device): the ops it has}
     COMPILED                              the variants that compile (marked ``compiled``)
+    PAIRED (optional)                     {variant: other variant}: its loop also timed in
+                                          alternating rounds with the other's (paired ratio)
     skip_reason(variant, device, size)    why it cannot run here (beyond "no such
                                           device"), or None
     synchronize(result)                   returns once ``result`` is computed

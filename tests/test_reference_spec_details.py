@@ -181,3 +181,13 @@ def test_relative_difference_on_hand_values(a, b, want):
     a = {k: np.array(v) for k, v in a.items()}
     b = {k: np.array(v) for k, v in b.items()}
     assert relative_difference(a, b) == pytest.approx(want, rel=1e-15)
+
+
+def test_model_refuses_no_examples_and_accepts_one():
+    """model checks its data itself (it draws its own parameters): m = 0 is refused with
+    the message every backend shares, m = 1 is a valid data set."""
+    X, Y = R.load_planar_dataset(m=10)
+    assert_raises(lambda: R.model(X[:, :0], Y[:, :0], X[:, :0], Y[:, :0], num_iterations=1, print_cost=False),
+                  ValueError, r"^X has shape \(2, 0\): no examples \(m = 0\)$")
+    params, _ = R.model(X[:, :1], Y[:, :1], X[:, :1], Y[:, :1], num_iterations=1, print_cost=False)
+    assert {k: v.shape for k, v in params.items()} == {"W1": (4, 2), "b1": (4, 1), "W2": (1, 4), "b2": (1, 1)}

@@ -72,7 +72,8 @@ def optimize(parameters, X, Y, num_iterations=10000, learning_rate=1.2, print_co
     compiled=True (the mirror's addition): the iterations between two printed costs run as
     one compiled program (``training.compiled_updates``: torch.compile of a torch.scan, the
     fastest correct path at this size on a CPU, ~10 us per iteration against ~200 us
-    eager), after a one-off compile of ~10-25 s per shape and dtype in each process."""
+    eager), after a compile per shape and dtype in each process: 10-25 s cold, 2-5 s once
+    torch's on-disk cache holds the C++ kernels (training.train_scan)."""
     if compiled:
         return _optimize_compiled(parameters, X, Y, num_iterations, learning_rate, print_cost)
     costs = []

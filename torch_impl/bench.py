@@ -27,6 +27,7 @@ VARIANTS = {
     ("compile", "cuda"): ("step", "loop"),
 }
 COMPILED = ("compile", "scan", "optimize")
+PAIRED = {"scan": "manual"}  # the whole compiled loop, timed in alternation with the eager one
 
 
 @contextlib.contextmanager
