@@ -40,7 +40,22 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["roofline"] = (roofline.measure_peaks(n=256, mbytes=8, repeats=2) if small
                                 else roofline.measure_peaks())
     machine_info["floor"] = floor.measure_rates(repeats=2 if small else 5)
+    if not small:  # the whole-loop path's gap to the floor, from the backends that measure it
+        machine_info["floor_gap"] = floor_gaps()
     machine_info["provenance"] = provenance(config)
+
+
+def floor_gaps():
+    """{backend: its bench module's floor_gap()} for the registered backends that have one."""
+    import importlib
+    from netparity.backends import REGISTRY, available_backends
+    out = {}
+    for name in available_backends():
+        spec = REGISTRY[name]
+        mod = importlib.import_module(spec.bench) if spec.bench else None
+        if mod is not None and hasattr(mod, "floor_gap"):
+            out[name] = mod.floor_gap()
+    return out
 
 
 def provenance(config):

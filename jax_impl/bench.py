@@ -78,3 +78,65 @@ def make_optimize(cfg, num_iterations, device="cpu"):
     return BenchOps({"optimize": lambda: jax_impl.optimize(params, X, Y,
                                                            num_iterations=num_iterations)[0]},
                     _new_traces("optimize"), {"optimize": cost})
+
+
+# ------------------------------------------------------------------ the gap to the floor
+
+GAP_COLUMNS = (16, 100, 400, 1600)  # examples per step of the sweep (planar's 2-4-1 net)
+GAP_STEPS = 2000
+
+
+def _loop_kernels(compiled_text):
+    """Kernels XLA:CPU runs per iteration of the scan: the fusions, dots, custom calls and
+    copies of the while loop's body (each one thunk the runtime dispatches)."""
+    bodies, name, count = {}, None, 0
+    for line in compiled_text.splitlines():
+        if line and not line[0].isspace() and line.rstrip().endswith("{"):
+            name, count = line.split()[0].lstrip("%"), 0
+        elif line.startswith("}") and name is not None:
+            bodies[name] = count
+            name = None
+        elif name is not None and any(f" {op}(" in line for op in ("fusion", "dot", "custom-call", "copy")):
+            count += 1
+    body = [n for line in compiled_text.splitlines() if " while(" in line
+            for n in [line.split("body=")[1].split(",")[0].split()[0].lstrip("%")]
+            if "body=" in line]
+    return bodies.get(body[0]) if body else None
+
+
+def floor_gap(dtypes=("float64", "float32"), columns=GAP_COLUMNS, steps=GAP_STEPS, repeats=7):
+    """What separates the whole-loop path (``train_scan``) from the compute floor at the
+    article's size: its time per step over a sweep of the batch width m (the 2-4-1 net on
+    the first m planar examples, repeated past 400), the kernels XLA runs per step, and
+    the intercept and slope of a least-squares line through the sweep: a fixed cost per
+    step (kernel dispatch, the loop) and a cost per example (the arithmetic and the
+    transcendentals the floor models). Returns {dtype: {...}} for netparity.cmd_bench."""
+    import time
+    import numpy as np
+    import reference as R
+    from . import training
+    X, Y = R.load_dataset("planar")
+    p0 = R.initialize_network((2, 4, 1), init="article", seed=1)
+    out = {}
+    for dtype in dtypes:
+        P = jax_impl.tree_from_numpy(p0, dtype)
+        times, kernels = [], None
+        for m in columns:
+            idx = np.arange(m) % X.shape[1]
+            Xd, Yd = jax_impl.from_numpy(X[:, idx], dtype), jax_impl.from_numpy(Y[:, idx], dtype)
+            run = lambda: jax_impl.train_scan(P, Xd, Yd, num_steps=steps)  # noqa: E731
+            synchronize(run())  # compile
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                synchronize(run())
+                best = min(best, time.perf_counter() - t0)
+            times.append(best / steps)
+            if m == 400:
+                txt = training._train_scan.lower(P, Xd, Yd, "tanh", "sigmoid", R.Optimizer(),
+                                                 steps, "stable").compile().as_text()
+                kernels = _loop_kernels(txt)
+        slope, intercept = np.polyfit(np.asarray(columns, float), np.asarray(times), 1)
+        out[dtype] = {"columns": list(columns), "seconds_per_step": times, "kernels": kernels,
+                      "fixed_seconds": float(intercept), "seconds_per_column": float(slope)}
+    return out

@@ -54,3 +54,49 @@ def test_rates_are_measured_for_every_class_and_dtype():
             # from 1e6 (a slow scalar libm on a busy core) to 1e11 elements per second
             assert 1e6 < rates[f"{cls}_{dtype}"] < 1e11, (cls, dtype, rates)
             assert rates[f"{cls}_{dtype}_by"] == "numpy"
+
+
+def test_gap_rows_per_example_floor_and_fit_by_hand():
+    """The gap table (netparity.cmd_bench.gap_rows): the floor's cost per example of the
+    2-4-1 step derived by hand (96 FLOPs: forward 29, cost sum 1, dZ2 1, dW1 16, db1 4,
+    dA0 16, dW2 8, db2 1, dA1 8, dZ1 12; 4 tanh, 1 sigmoid, 1 stable cost per example),
+    one core's share, and the fixed cost / per-example cost of the sweep as given."""
+    from netparity.cmd_bench import gap_rows
+    rates = {"flops_float64": 1e9, "tanh_float64": 1e8, "sigmoid_float64": 5e7,
+             "cost_sigmoid_float64": 2.5e7, "cores": 2}
+    per_example = 96 / 1e9 + 4 / 1e8 + 1 / 5e7 + 1 / 2.5e7
+    cols = [16, 100, 400, 1600]
+    sweep = {"columns": cols, "seconds_per_step": [2e-6 + 3e-8 * m for m in cols],
+             "kernels": 20, "fixed_seconds": 2e-6, "seconds_per_column": 3e-8}
+    (row,) = gap_rows({"machine_info": {"floor": rates, "floor_gap": {"jax": {"float64": sweep}}}})
+    assert row["floor_ns_per_column"] == pytest.approx(1e9 * per_example, rel=1e-12)
+    assert row["floor_ns_per_column_one_core"] == pytest.approx(2e9 * per_example, rel=1e-12)
+    assert row["us_at_400"] == pytest.approx(2 + 0.03 * 400)
+    assert (row["fixed_us"], row["kernels"]) == (pytest.approx(2.0), 20)
+
+
+def test_loop_kernels_counts_the_while_body_of_compiled_hlo():
+    """The kernels per iteration read from XLA's compiled text: fusions, dots, custom calls
+    and copies of the while body only (not the condition, not the entry)."""
+    pytest.importorskip("jax", reason="jax not installed")
+    from jax_impl.bench import _loop_kernels
+    text = "\n".join([
+        "%fused_computation (p: f64[4]) -> f64[4] {",
+        "  ROOT %m = f64[4] multiply(%p, %p)",
+        "}",
+        "%body.1 (t: (s64[], f64[4])) -> (s64[], f64[4]) {",
+        "  %a = f64[4] fusion(%x), kind=kLoop, calls=%fused_computation",
+        "  %b = f64[4] dot(%a, %a)",
+        "  %c = f64[4] copy(%b)",
+        "  %d = f64[4] custom-call(%c)",
+        "  ROOT %t = (s64[], f64[4]) tuple(%i, %d)",
+        "}",
+        "%cond.2 (t: (s64[], f64[4])) -> pred[] {",
+        "  %e = pred[] fusion(%i), kind=kLoop, calls=%cmp",
+        "}",
+        "ENTRY %main (x: f64[4]) -> f64[4] {",
+        "  %w = (s64[], f64[4]) while(%init), condition=%cond.2, body=%body.1",
+        "  %f = f64[4] fusion(%w), kind=kLoop, calls=%fused_computation",
+        "}",
+    ])
+    assert _loop_kernels(text) == 4
