@@ -70,16 +70,57 @@ def test_train_scan_follows_the_reference(backend, dtype, opt):
     params = B.tree_from_numpy(R.initialize_network([2, 4, 1]), dtype)
     params, state, costs = B.train_scan(params, B.from_numpy(X, dtype), B.from_numpy(Y, dtype),
                                         "tanh", "sigmoid", optimizer, num_steps=STEPS)
+    assert_follows_trajectory(B, tr, params, state, costs, dtype,
+                              f"{backend}-{dtype}-{opt}-train_scan-{STEPS}steps")
+
+
+def assert_follows_trajectory(B, tr, params, state, costs, dtype, case):
+    """Every update's cost and the final parameters within the shadow-trajectory bound of
+    the reference's run ``tr``, and the step counter exactly."""
     one_step = expected(dtype, "tanh", "sigmoid", "shallow", "gd", "full", 1).bounds
     got = B.tree_to_numpy(params)
     results = [compare_stage("costs", tr.costs.astype(dtype), B.to_numpy(costs),
                              tr.cost_bound(2 * one_step["cost_stable"]), dtype, factor=1.0),
-               compare_stage("t'", STEPS, int(B.to_numpy(state["t"])), 0.0, None)]
+               compare_stage("t'", len(tr.costs), int(B.to_numpy(state["t"])), 0.0, None)]
     results += [compare_stage(k + "'", tr.params[k], got[k], tr.param_bound(k, 2 * one_step[k + "'"]),
                               dtype, factor=1.0) for k in ("W1", "b1", "W2", "b2")]
     assert list(got) == ["W1", "b1", "W2", "b2"]
-    assert_conforms(results, {"case": f"{backend}-{dtype}-{opt}-train_scan-{STEPS}steps"},
-                    against="the reference trajectory (shadow model)")
+    assert_conforms(results, {"case": case}, against="the reference trajectory (shadow model)")
+
+
+@pytest.mark.parametrize("device", ["cpu-replayed", "cuda"])
+@pytest.mark.parametrize("dtype, opt", [pytest.param(d, o, id=f"{d}-{o}", marks=[] if o == "adam" else [pytest.mark.slow])
+                                        for d in ("float64", "float32") for o in OPTIMIZERS])
+def test_graphed_updates_follow_the_reference(dtype, opt, device):
+    """torch's CUDA-graph loop (training.graphed_updates: one captured update replayed):
+    on a CUDA device the real capture; on the CPU the same static-tensor code with the
+    update replayed eagerly (the counter, the scalar table, the in-place write-back)."""
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    B = get_backend("torch")
+    from torch_impl.training import graphed_updates
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    dev, capture = ("cuda", None) if device == "cuda" else ("cpu", lambda fn: fn)
+    optimizer = OPTIMIZERS[opt]
+    tr = reference_trajectory((2, 4, 1), "article", "planar", dtype, "tanh", "sigmoid", opt,
+                              optimizer, STEPS, None)
+    X, Y = R.load_planar_dataset()
+    params = B.tree_from_numpy(R.initialize_network([2, 4, 1]), dtype, dev)
+    state = B.init_optimizer_state(params, optimizer)
+    params, state, costs = graphed_updates(params, state, B.from_numpy(X, dtype, dev),
+                                           B.from_numpy(Y, dtype, dev), "tanh", "sigmoid",
+                                           optimizer, num_steps=STEPS, capture=capture)
+    assert_follows_trajectory(B, tr, params, state, costs, dtype,
+                              f"torch-{device}-{dtype}-{opt}-graphed-{STEPS}steps")
+
+
+def test_graphed_updates_refuse_cpu_tensors_without_a_capture():
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    from torch_impl.training import graphed_updates
+    p = {"W1": torch.zeros(4, 2, dtype=torch.float64)}
+    with pytest.raises(ValueError, match="CUDA graphs need CUDA tensors; X is on cpu"):
+        graphed_updates(p, {"t": 0}, torch.zeros(2, 3, dtype=torch.float64),
+                        torch.zeros(1, 3, dtype=torch.float64))
 
 
 ITERATIONS = 1001  # printed at 0 and 1000; compiled in a run of 1000 and a single update

@@ -2,7 +2,8 @@
 
 Variants: ``manual`` (eager, the formulas), ``autodiff`` (eager, torch.autograd),
 ``compile`` (one torch.compile'd step), ``scan`` (the whole loop one compiled program,
-``train_scan``), on the CPU and on CUDA where present; ``manual-cores``: the eager step
+``train_scan``), on the CPU and on CUDA where present; ``graph`` (CUDA only: one captured
+update replayed, ``training.graphed_updates``); ``manual-cores``: the eager step
 at one intra-op thread per core (torch's default), where every other variant runs at
 the count of netparity's thread policy (the harness sets it; netparity.numerics).
 The article's ``optimize`` is timed on its compiled path (``compiled=True``).
@@ -25,6 +26,7 @@ VARIANTS = {
     ("scan", "cpu"): ("loop",),
     ("manual", "cuda"): ("forward", "backward", "step", "loop"),
     ("compile", "cuda"): ("step", "loop"),
+    ("graph", "cuda"): ("loop",),
 }
 COMPILED = ("compile", "scan", "optimize")
 PAIRED = {"scan": "manual"}  # the whole compiled loop, timed in alternation with the eager one
@@ -75,6 +77,12 @@ def make_ops(variant, device, cfg):
         n = cfg.loop_steps
         return BenchOps({"loop": lambda: torch_impl.train_scan(P, X, Y, "tanh", out, opt,
                                                                num_steps=n)}, traces)
+    if variant == "graph":
+        P, X, Y = network_inputs(torch_impl, cfg, device)
+        n = cfg.loop_steps
+        state = torch_impl.init_optimizer_state(P, opt)
+        return BenchOps({"loop": lambda: torch_impl.training.graphed_updates(
+            P, state, X, Y, "tanh", out, opt, num_steps=n)}, None)
     if variant == "manual-cores":
         cores = _cores()
         step = torch_impl.make_train_step("tanh", out, opt)
