@@ -111,6 +111,7 @@ def floor_gap(dtypes=("float64", "float32"), columns=GAP_COLUMNS, steps=GAP_STEP
     the intercept and slope of a least-squares line through the sweep: a fixed cost per
     step (kernel dispatch, the loop) and a cost per example (the arithmetic and the
     transcendentals the floor models). Returns {dtype: {...}} for netparity.cmd_bench."""
+    import os
     import time
     import numpy as np
     import reference as R
@@ -138,5 +139,7 @@ def floor_gap(dtypes=("float64", "float32"), columns=GAP_COLUMNS, steps=GAP_STEP
                 kernels = _loop_kernels(txt)
         slope, intercept = np.polyfit(np.asarray(columns, float), np.asarray(times), 1)
         out[dtype] = {"columns": list(columns), "seconds_per_step": times, "kernels": kernels,
-                      "fixed_seconds": float(intercept), "seconds_per_column": float(slope)}
+                      "fixed_seconds": float(intercept), "seconds_per_column": float(slope),
+                      "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                      "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     return out

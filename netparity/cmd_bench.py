@@ -318,7 +318,8 @@ def gap_rows(data):
                         "ns_per_column": 1e9 * g["seconds_per_column"],
                         "floor_ns_per_column": per_col and 1e9 * per_col,
                         "floor_ns_per_column_one_core": per_col and 1e9 * per_col * cores,
-                        "floor_us_at_400": f[0] and 1e6 * f[0], "cores": cores})
+                        "floor_us_at_400": f[0] and 1e6 * f[0], "cores": cores,
+                        "measured": g.get("measured"), "load": g.get("load")})
     return out
 
 
@@ -344,6 +345,11 @@ def gap_section(data):
                    f"{fl:.2f} / {r['floor_ns_per_column_one_core']:.2f} | "
                    f"{r['ns_per_column'] / r['floor_ns_per_column_one_core']:.2f}× |"
                    if fl else f"| {r['backend']} | {r['dtype']} | – | – | – | – | – | – | – | – |")
+    when = sorted({(r["measured"], r["load"]) for r in rows_ if r["measured"]})
+    if when:
+        out += ["", "Sweep measured " + "; ".join(
+            f"{m} (load average {load:.1f})" if load is not None else m for m, load in when)
+            + ", with the run's floor rates."]
     out += ["", "Reading it: one thread can reach at most 1/cores of an all-cores floor, so a "
             "single-threaded step is at best 1/cores of it; the fixed cost is paid per "
             "step whatever m is (at m = 400 it is the share the floor does not model: "
