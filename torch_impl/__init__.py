@@ -32,4 +32,10 @@ from .backend import (GRAD_PATHS, devices, compile_status, make_train_step, save
 from reference.validate import guard_api as _guard_api  # noqa: E402
 from .backend import OPS as _OPS  # noqa: E402
 globals().update(_guard_api(globals(), _OPS))
+# the remedies (docs/remedies.md): Remedies is the reference's; the draws (weights, dropout
+# masks) are the reference's, converted; unvalidated by guard_api (they check their own inputs)
+from reference.remedies import Remedies  # noqa: E402,F401
+from .remedies import (initialize_remedy_network, init_bn_state, dropout_masks,  # noqa: E402,F401
+                       step_masks, remedy_forward, remedy_cost, remedy_backward,
+                       remedy_backward_autodiff, remedy_step)
 from .idiomatic import Net, run_idiomatic  # noqa: E402,F401  the idiomatic nn.Module path
