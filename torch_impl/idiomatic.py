@@ -641,46 +641,12 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
     return {s: _numpy(out[s]) for s in remedy_idiomatic_order(model.dims, remedies, list(state), out)}
 
 
-# stages the remedies' reference has that nn.BatchNorm1d / nnx.BatchNorm do not expose: the
-# batch statistics and the normalised Zn (both return gamma * Zn + beta only)
-REMEDY_OMITTED = ("mu", "var", "Zn")
-
-
-def remedy_idiomatic_order(layer_dims, remedies, state_keys, have=None):
-    """The remedies' stage order (docs/remedies.md) less what the idiomatic paths cannot
-    emit (REMEDY_OMITTED per batch-normalised layer; ``have``: also less what is absent
-    there, e.g. t' without a step counter)."""
-    lay = remedy_layout(layer_dims, remedies)
-    L = lay["L"]
-    fwd, bwd = [], []
-    for l in range(1, L):
-        fwd.append(f"Z{l}")
-        if l in lay["bn"]:
-            fwd.append(f"Zt{l}")
-        if l in lay["skips"]:
-            fwd.append(f"S{l}")
-            if remedies.residual == "before":
-                fwd.append(f"H{l}")
-        fwd.append(f"A{l}")
-    fwd += [f"Z{L}", f"A{L}", "cost_literal"] + (["cost_l2"] if remedies.l2 else []) + ["cost_stable"]
-    params = []
-    for l in range(L, 0, -1):
-        if l < L:
-            if l in lay["skips"] and remedies.residual == "before":
-                bwd.append(f"dH{l}")
-            if l in lay["bn"]:
-                bwd += [f"dZt{l}", f"dgamma{l}", f"dbeta{l}"]
-        bwd += [f"dZ{l}", f"dW{l}"]
-        if l not in lay["bn"]:
-            bwd.append(f"db{l}")
-        if l in lay["projected"]:
-            bwd.append(f"dWs{l}")
-        bwd.append(f"dA{l - 1}")
-    for l in range(1, L + 1):
-        params += [f"W{l}"] + ([f"gamma{l}", f"beta{l}"] if l in lay["bn"] else [f"b{l}"])
-        params += [f"Ws{l}"] if l in lay["projected"] else []
-    upd = [f"{k}'" for k in params] + [f"{k}'" for k in state_keys]
-    upd += [f"{k}{l}'" for l in lay["bn"] for k in ("mu_run", "var_run")]
-    order = fwd + bwd + upd
-    return order if have is None else [s for s in order if s in have]
-
+def remedy_idiomatic_order(layer_dims, remedies, state_keys, have):
+    """The remedies' stage order (netparity.stagenames.remedy_stage_order) restricted to the
+    stages this path emitted (``have``): the batch statistics mu, var and Zn are not exposed
+    by nn.BatchNorm1d / nnx.BatchNorm (they return gamma * Zn + beta only)."""
+    from netparity.stagenames import remedy_stage_order
+    lay = remedy_layout(tuple(layer_dims), remedies)
+    order = remedy_stage_order(lay["L"], lay["bn"], lay["skips"], lay["projected"],
+                               remedies.residual == "before", bool(remedies.l2), state_keys)
+    return [s for s in order if s in have]
