@@ -97,6 +97,13 @@ def skip_reason(case):
         ok, why = backend.compile_status()
         if not ok:
             return f"{case.backend} compiler unavailable here: {why}"
+    if getattr(case, "remedy", "none") != "none":
+        # docs/remedies.md's interface: a backend (or its idiomatic path) that does not have
+        # it yet is a skip naming what is missing, not a crash
+        need = "run_idiomatic_remedies" if case.path == "idiomatic" else "remedy_step"
+        if not callable(getattr(backend, need, None)):
+            return (f"backend {case.backend!r} has no {need} (the remedies' interface, "
+                    f"docs/remedies.md): remedies {case.remedy!r} not run on its {case.path} path")
     return None
 
 
@@ -119,7 +126,7 @@ def run_case(case):
     if reason:
         return CaseResult(case, skipped=reason)
     exp = expected(case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch,
-                   case.steps, case.tf32, getattr(case, "size", "toy"))
+                   case.steps, case.tf32, getattr(case, "size", "toy"), getattr(case, "remedy", "none"))
     with precision_mode(tf32=case.tf32):
         got = run_backend(case)
     return compare_case(case, got, exp)
@@ -182,7 +189,7 @@ def verdict(ratio):
 def config_key(case):
     """What the columns of one table share: everything but backend, path and device."""
     return (case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch, case.steps,
-            case.tf32, getattr(case, "size", "toy"))
+            case.tf32, getattr(case, "size", "toy"), getattr(case, "remedy", "none"))
 
 
 def config_title(case):
@@ -190,8 +197,10 @@ def config_title(case):
         return case.title
     size = getattr(case, "size", "toy")
     dims = ("" if size == "toy" else f"{size} ") + "x".join(map(str, case.layer_dims()))
+    remedy = getattr(case, "remedy", "none")
     return (f"{case.dtype} {case.hidden}/{case.output} {dims} {case.optimizer} {case.batch} "
-            f"{case.steps} step{'s' if case.steps != 1 else ''}")
+            f"{case.steps} step{'s' if case.steps != 1 else ''}"
+            + ("" if remedy == "none" else f" remedies {remedy}"))
 
 
 def column_name(case):
