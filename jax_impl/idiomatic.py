@@ -617,7 +617,7 @@ def _remedy_step(params, stats, rest, opt_state, x, y, masks, graphdef, decay, t
            "d_inter": {k: m * v for k, v in _remedy_named(d_pert).items()}}
     if decay is not None:
         # what add_decayed_weights adds to the gradient (the reference's dW += lambda/m W),
-        # and the L2 term weight_decay / 2 sum ||W||^2 = lambda / 2m sum ||W||^2
+        # and the L2 term weight_decay / 2 sum ‖W‖^2 = lambda / 2m sum ‖W‖^2
         grads, _ = decay.update(grads, decay.init(params), params)
         kernels = [p for p, w in zip(jax.tree.leaves(params), jax.tree.leaves(weights_mask(params))) if w]
         out["cost_l2"] = weight_decay / 2 * sum(jnp.sum(k * k) for k in kernels)
@@ -661,7 +661,7 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
     Returns the last update's stages (NumPy, reference names, order, layout) less
     mu{l}, var{l}, Zn{l} (nnx.BatchNorm returns scale * Zn + bias only) and t' where optax
     keeps no count. dW{l}, dWs{l} include what add_decayed_weights adds (lambda/m W);
-    cost_l2 = weight_decay / 2 sum ||W||^2 from the parameters, added to both costs.
+    cost_l2 = weight_decay / 2 sum ‖W‖^2 from the parameters, added to both costs.
     nnx.BatchNorm's running variance is the biased one: ValueError for
     bn_running_var="unbiased" (convention batchnorm.running_var)."""
     from netparity.stagenames import remedy_stage_order

@@ -575,7 +575,7 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
     order and layout) that the framework exposes; not: mu{l}, var{l}, Zn{l}
     (nn.BatchNorm1d returns gamma * Zn + beta only) nor t' for gd and momentum.
     dW{l}, dWs{l} are .grad + weight_decay * W (what torch.optim adds before using it),
-    cost_l2 = weight_decay / 2 * sum ||W||^2, cost_stable = the loss + cost_l2.
+    cost_l2 = weight_decay / 2 * sum ‖W‖^2, cost_stable = the loss + cost_l2.
 
     torch's running variance averages the unbiased batch variance (m / (m - 1) var):
     ValueError unless remedies.bn_running_var == "unbiased" (convention batchnorm.running_var).
