@@ -409,6 +409,11 @@ def _manual_step(P, bn_state, opt_state, X, Y, masks, remedies, hidden, output, 
 _step_jit = jax.jit(_manual_step, static_argnames=("remedies", "hidden", "output", "optimizer"))
 
 
+def _buffer_order(parameters, buffers):
+    """The optimiser buffers in optimizer_step's order (per parameter: vd, then sd)."""
+    return [b for k in parameters for b in (f"vd{k}", f"sd{k}") if b in buffers]
+
+
 def _compiled_step(P, bn_state, opt_state, X, Y, remedies, hidden, output, optimizer, masks,
                    lay):
     t = opt_state["t"]
@@ -422,7 +427,8 @@ def _compiled_step(P, bn_state, opt_state, X, Y, remedies, hidden, output, optim
     costs = {"cost_l2": J_l2} if remedies.l2 else {}
     grads = {k: grads[k] for k in _grad_keys(P, lay, remedies.residual == "before")}
     return ({**costs, "cost_stable": J, **grads}, {k: new_p[k] for k in P},
-            {k: new_bn[k] for k in (bn_state or {})}, {k: new_s[k] for k in opt_state})
+            {k: new_bn[k] for k in (bn_state or {})},
+            {k: new_s[k] for k in ["t"] + _buffer_order(P, opt_state)})
 
 
 def remedy_step(path, parameters, bn_state, opt_state, X, Y, remedies, hidden, output,

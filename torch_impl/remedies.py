@@ -383,6 +383,11 @@ def _compiled_core(remedies, hidden, output, optimizer, dims):
     return torch.compile(core)
 
 
+def _buffer_order(parameters, buffers):
+    """The optimiser buffers in optimizer_step's order (per parameter: vd, then sd)."""
+    return [b for k in parameters for b in (f"vd{k}", f"sd{k}") if b in buffers]
+
+
 def _compiled_step(parameters, bn_state, opt_state, X, Y, remedies, hidden, output,
                    optimizer, masks):
     from .backend import compile_status
@@ -405,7 +410,7 @@ def _compiled_step(parameters, bn_state, opt_state, X, Y, remedies, hidden, outp
     costs = {"cost_l2": J_l2} if remedies.l2 else {}
     return ({**costs, "cost_stable": J, **grads}, {k: new_p[k] for k in parameters},
             {k: new_bn[k] for k in (bn_state or {})},
-            {"t": opt_state["t"] + 1, **{k: new_b[k] for k in buffers}})
+            {"t": opt_state["t"] + 1, **{k: new_b[k] for k in _buffer_order(parameters, buffers)}})
 
 
 def remedy_step(path, parameters, bn_state, opt_state, X, Y, remedies, hidden, output,
