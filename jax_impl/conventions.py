@@ -159,6 +159,13 @@ CONVENTIONS = (
         "nnx.BatchNorm(epsilon=1e-5): (x - mean) * rsqrt(var + epsilon) (Keras: 1e-3)",
         "epsilon = bn_eps"),
     Convention(
+        "batchnorm.stats_dtype", "batch norm running statistics' dtype",
+        "mu_run, var_run in the parameters' dtype",
+        "nnx.BatchNorm creates mean and var as float32 whatever dtype / param_dtype (flax 0.12.8): a "
+        "float64 model's running averages are rounded to float32 at every update",
+        "replace them with float64 arrays (run_idiomatic_remedies loads the reference's bn_state in the "
+        "model's dtype)"),
+    Convention(
         "batchnorm.fast_variance", "batch norm variance formula",
         "var = mean((z - mu)^2): the deviations first",
         "nnx.BatchNorm(use_fast_variance=True), the default: var = max(0, mean(z^2) - mean(z)^2), which "

@@ -650,7 +650,7 @@ def _remedy_state(opt_state, paths, optimizer):
 
 
 def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh", output="sigmoid",
-                           optimizer=Optimizer(), dtype="float64", device="cpu"):
+                           optimizer=Optimizer(), dtype="float64", device="cpu", *, transform=None):
     """The remedies' idiomatic JAX path: RemedyNet (nnx.Linear, nnx.BatchNorm, skips,
     nnx.Dropout's semantics with the reference's masks), optax's stable cross-entropy
     (make_loss), optax.chain(add_decayed_weights(lambda / m, mask=weights), the reference
@@ -663,7 +663,12 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
     keeps no count. dW{l}, dWs{l} include what add_decayed_weights adds (lambda/m W);
     cost_l2 = weight_decay / 2 sum ‖W‖^2 from the parameters, added to both costs.
     nnx.BatchNorm's running variance is the biased one: ValueError for
-    bn_running_var="unbiased" (convention batchnorm.running_var)."""
+    bn_running_var="unbiased" (convention batchnorm.running_var).
+
+    transform(m) -> optax GradientTransformation: replaces remedy_transform (to measure other
+    conventions: an unmasked add_decayed_weights, adamw); its decay is then its own
+    (remedies.l2 is not applied, no cost_l2) and dW, dWs are the loss's gradient. Return the
+    same object for the same m (it is a static argument of the jitted step)."""
     from netparity.stagenames import remedy_stage_order
     from reference.remedies import layer_dims_of, layout
     if remedies.batch_norm and remedies.bn_running_var != "biased":
@@ -687,7 +692,10 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
     loss_fn, other = make_loss(output, "stable"), make_loss(output, "literal")
     for k, idx in enumerate(batches):
         wd = remedies.l2 / len(idx)
-        decay, tx = remedy_transform(optimizer, jnp.dtype(dtype).name, wd)
+        if transform is None:
+            decay, tx = remedy_transform(optimizer, jnp.dtype(dtype).name, wd)
+        else:
+            decay, tx, wd = None, transform(len(idx)), 0.0
         if opt_state is None:
             opt_state = jax.device_put(jax.jit(tx.init)(params), dev)
         mk = None

@@ -563,7 +563,7 @@ class _RemedyCapture:
 
 
 def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh", output="sigmoid",
-                           optimizer=Optimizer(), dtype="float64", device="cpu"):
+                           optimizer=Optimizer(), dtype="float64", device="cpu", *, make_optimizer=None):
     """The remedies' idiomatic torch path: RemedyNet (nn.Linear, nn.BatchNorm1d, skips as
     module code, dropout with nn.Dropout's semantics and the reference's masks), the
     stable loss of ``make_loss``, torch.optim with weight_decay = lambda / m on the
@@ -579,6 +579,10 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
 
     torch's running variance averages the unbiased batch variance (m / (m - 1) var):
     ValueError unless remedies.bn_running_var == "unbiased" (convention batchnorm.running_var).
+
+    make_optimizer(model) -> torch optimiser: replaces remedy_optimizer (to measure other
+    conventions: weight_decay on every parameter, AdamW); its weight decay is then its own
+    (remedies.l2 is not applied), and dW, dWs are .grad, the loss's gradient.
     """
     if remedies.batch_norm and remedies.bn_running_var != "unbiased":
         raise ValueError("nn.BatchNorm1d's running variance averages the unbiased batch variance "
@@ -592,15 +596,18 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
     tdtype = torch_dtype(dtype)
     model = RemedyNet(remedy_layer_dims(p0), remedies, hidden, output, tdtype, device)
     model.load_reference(p0, bn0)
-    torch_optimizer, scheduler = remedy_optimizer(model, optimizer)
-    decay_group = torch_optimizer.param_groups[0]
+    if make_optimizer is None:
+        torch_optimizer, scheduler = remedy_optimizer(model, optimizer)
+        decay_group = torch_optimizer.param_groups[0]
+    else:
+        torch_optimizer, scheduler, decay_group = make_optimizer(model), None, {}
     named = model.reference_parameters()
     decayed = {k: p for k, p in named.items() if _decayed(k)}
     loss_fn = make_loss(output, "stable")
     model.train()
     for k, idx in enumerate(batches):
         m = len(idx)
-        wd = remedies.l2 / m
+        wd = remedies.l2 / m if make_optimizer is None else 0.0
         decay_group["weight_decay"] = wd
         x, y = _rows(X, idx, tdtype, device), _rows(Y, idx, tdtype, device)
         model.set_masks(None if masks is None or remedies.keep_prob == 1.0 else masks[k])
