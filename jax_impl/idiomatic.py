@@ -435,7 +435,10 @@ class InjectedDropout(nnx.Dropout):
     x. nnx.Dropout draws its mask with jax.random.bernoulli from an nnx.Rngs stream, which
     no key makes the reference's ``rand(n, m) < keep_prob`` (NumPy's RandomState); every
     backend receives the reference's masks as inputs (docs/remedies.md). Divides by the
-    given keep_prob (nnx.Dropout divides by 1 - rate, which need not round back to it)."""
+    given keep_prob (nnx.Dropout divides by 1 - rate, which need not round back to it);
+    XLA (CPU, eager and jit) turns the division by that constant into a multiplication by
+    its rounded reciprocal, so the result is x * (1 / keep_prob): within one ulp of the
+    reference's A D / keep_prob (convention dropout.mask)."""
 
     def __init__(self, keep_prob):
         super().__init__(1.0 - keep_prob)
