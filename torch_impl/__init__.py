@@ -38,4 +38,4 @@ from reference.remedies import Remedies  # noqa: E402,F401
 from .remedies import (initialize_remedy_network, init_bn_state, dropout_masks,  # noqa: E402,F401
                        step_masks, remedy_forward, remedy_cost, remedy_backward,
                        remedy_backward_autodiff, remedy_step)
-from .idiomatic import Net, run_idiomatic  # noqa: E402,F401  the idiomatic nn.Module path
+from .idiomatic import Net, run_idiomatic, run_idiomatic_remedies  # noqa: E402,F401  the idiomatic nn.Module path
