@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 import reference as R
+import reference.remedies as RR
 from reference.remedies import layout
 
 FD_H = 1e-6
@@ -67,8 +68,9 @@ def make_problem(dims, output, remedies, m=7, seed=0):
 
 
 def cost(params, bn, X, Y, remedies, hidden, output, masks):
-    _, cache, _ = R.remedy_forward(X, params, bn, remedies, hidden, output, masks)
-    return float(R.remedy_cost(cache, params, Y, remedies, output)[0])
+    # the unvalidated implementations (reference.remedies): the FD loop calls this ~1000 times
+    _, cache, _ = RR.remedy_forward(X, params, bn, remedies, hidden, output, masks)
+    return float(RR.remedy_cost(cache, params, Y, remedies, output)[0])
 
 
 def central_differences(params, bn, X, Y, remedies, hidden, output, masks):
@@ -422,3 +424,32 @@ def test_remedies_defaults_hashable_and_floats():
     assert hash(r) == hash(R.Remedies(l2=0.5, bn_momentum=0.5))
     assert R.Remedies() == R.Remedies(batch_norm=False, bn_eps=1e-5, bn_momentum=0.9,
                                       bn_running_var="biased", residual="none", l2=0.0, keep_prob=1.0)
+
+
+def test_public_remedy_functions_validate_their_inputs():
+    """The flat API's remedy functions run the shared checks (reference/validate.py)."""
+    rem = R.Remedies(batch_norm=True, residual="before", keep_prob=0.5)
+    dims = ARCHS["projected"]
+    X, Y, params, bn, masks = make_problem(dims, "sigmoid", rem)
+    assert R.remedy_forward.unvalidated is RR.remedy_forward
+    with pytest.raises(TypeError, match="Remedies"):
+        R.remedy_forward(X, params, bn, {"batch_norm": True}, "tanh", "sigmoid")
+    with pytest.raises(ValueError, match="missing Ws3"):
+        R.remedy_forward(X, {k: v for k, v in params.items() if k != "Ws3"}, bn, rem, "tanh", "sigmoid")
+    with pytest.raises(ValueError, match="unexpected b1"):
+        R.remedy_forward(X, {**params, "b1": np.zeros((4, 1))}, bn, rem, "tanh", "sigmoid")
+    with pytest.raises(ValueError, match="masks: D2 has shape"):
+        R.remedy_forward(X, params, bn, rem, "tanh", "sigmoid", {**masks, "D2": masks["D2"][:, :3]})
+    with pytest.raises(ValueError, match="bn_state: missing mu_run2"):
+        R.remedy_forward(X, params, {k: v for k, v in bn.items() if k != "mu_run2"}, rem, "tanh", "sigmoid")
+    with pytest.raises(ValueError, match="examples must be columns"):
+        R.remedy_forward(X.T, params, bn, rem, "tanh", "sigmoid")
+    with pytest.raises(TypeError, match="dtype"):
+        R.remedy_forward(X.astype(np.float32), params, bn, rem, "tanh", "sigmoid")
+    with pytest.raises(ValueError, match="keep_prob"):
+        R.dropout_masks(dims, 5, 0.0, 1)
+    _, cache, _ = R.remedy_forward(X, params, bn, rem, "tanh", "sigmoid", masks)
+    with pytest.raises(ValueError, match="cache: missing"):
+        R.remedy_backward(params, {k: v for k, v in cache.items() if k != "Zn1"}, X, Y, rem, "tanh", "sigmoid", masks)
+    with pytest.raises(ValueError, match="Y has shape"):
+        R.remedy_cost(cache, params, Y[:, :2], rem, "sigmoid")
