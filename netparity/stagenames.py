@@ -48,10 +48,12 @@ def stage_order(L, state_keys):
 PATH_OMITS = {
     "compiled": "one compiled step returns its cost and gradients, not its forward cache (Z, A) "
                 "nor the literal cost",
-    "idiomatic": "torch.optim.SGD and optax's sgd keep no step counter t (Adam does)",
+    "idiomatic": "torch.optim.SGD and optax's sgd keep no step counter t (Adam does); a framework's "
+                 "BatchNorm layer does not expose its batch statistics mu, var nor Zn",
 }
 
 
+IDIOMATIC_HIDDEN = ("mu", "var", "Zn")   # inside nn.BatchNorm1d / nnx.BatchNorm
 _FORWARD_PREFIXES = ("Z", "A", "mu", "var", "Zn", "Zt", "S", "H")
 
 
@@ -72,8 +74,12 @@ def stages_for_path(order, path, optimizer_name="gd"):
     """
     if path == "compiled":
         return [s for s in order if not (is_forward_stage(s) or s == cost_key("literal"))]
-    if path == "idiomatic" and optimizer_name != "adam":
-        return [s for s in order if s != updated("t")]
+    if path == "idiomatic":
+        # a framework's BatchNorm layer returns its output (Zt) and its running estimates,
+        # not the batch statistics nor the normalised values inside it
+        order = [s for s in order if s.rstrip("0123456789") not in IDIOMATIC_HIDDEN]
+        if optimizer_name != "adam":
+            return [s for s in order if s != updated("t")]
     return list(order)
 
 

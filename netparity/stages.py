@@ -55,6 +55,9 @@ REMEDY_CONFIGS = {
     "drophalf": R.Remedies(keep_prob=0.5),
     "bntorch": R.Remedies(batch_norm=True, bn_running_var="unbiased"),
     "all": R.Remedies(batch_norm=True, residual="before", l2=0.7, keep_prob=0.8),
+    # torch's running-variance convention (nn.BatchNorm1d has no biased form; flax no unbiased)
+    "alltorch": R.Remedies(batch_norm=True, residual="before", l2=0.7, keep_prob=0.8,
+                           bn_running_var="unbiased"),
 }
 
 

@@ -32,13 +32,13 @@ REMEDIES = ("bn", "res", "l2", "drop", "all")
 # the architecture of each remedy's cases: skips need >= 3 hidden layers ("deep" 2-4-4-3-1
 # has a projected one, "res" 2-8-8-8-8-8-1 two identity ones, "proj" both kinds)
 ARCH = {"bn": "deep", "res": "res", "resafter": "proj", "l2": "deep", "drop": "proj",
-        "drophalf": "res", "bntorch": "deep", "all": "deep"}
+        "drophalf": "res", "bntorch": "deep", "all": "deep", "alltorch": "deep"}
 HIDDEN = {"bn": "tanh", "res": "relu", "resafter": "sigmoid", "l2": "leaky_relu", "drop": "tanh",
-          "drophalf": "relu", "bntorch": "sigmoid", "all": "tanh"}
+          "drophalf": "relu", "bntorch": "tanh", "all": "tanh", "alltorch": "tanh"}
 OUTPUT = {"bn": "sigmoid", "res": "softmax", "resafter": "sigmoid", "l2": "softmax", "drop": "sigmoid",
-          "drophalf": "sigmoid", "bntorch": "softmax", "all": "sigmoid"}
+          "drophalf": "sigmoid", "bntorch": "sigmoid", "all": "sigmoid", "alltorch": "sigmoid"}
 OPTIMIZER = {"bn": "adam", "res": "momentum", "resafter": "gd", "l2": "gd", "drop": "adam",
-             "drophalf": "momentum", "bntorch": "gd", "all": "adam"}
+             "drophalf": "momentum", "bntorch": "adam", "all": "adam", "alltorch": "adam"}
 PATHS = ("manual", "autodiff", "compiled", "idiomatic")
 
 
@@ -63,8 +63,12 @@ def reference_slice():
 # L2 and dropout at once) and the single remedies spread over the paths; one dtype per path
 # (JAX compiles every eager op once per shape and dtype: cases sharing both are cheap);
 # the rest of the per-path product is marked slow
+# idiomatic: both running-variance conventions ("bn"/"all" the course's and flax's,
+# "bntorch"/"alltorch" torch's): each framework's layer has one, the other is a skip
+# (reference.remedies.ConventionUnsupported)
 MIRROR_FAST = {"manual": ("float32", ("all", "bn", "res")), "autodiff": ("float64", ("all", "l2", "drop")),
-               "compiled": ("float32", ("all",)), "idiomatic": ("float64", ("all", "bn"))}
+               "compiled": ("float32", ("all",)),
+               "idiomatic": ("float64", ("all", "alltorch", "bn", "bntorch"))}
 MIRROR_ARCH = {"res": "proj"}   # both skip kinds; the others keep ARCH (2-4-4-3-1 "deep")
 
 
@@ -75,7 +79,8 @@ def mirror_slice():
     for backend in mirrors():
         for path in (p for p in PATHS if p in REGISTRY[backend].paths):
             fast_dtype, fast = MIRROR_FAST[path]
-            for r, dtype in itertools.product(REMEDIES, ("float64", "float32")):
+            names = REMEDIES + (("bntorch", "alltorch") if path == "idiomatic" else ())
+            for r, dtype in itertools.product(names, ("float64", "float32")):
                 steps = 1 if (dtype == "float32" and has_bn(r)) or path == "compiled" else 3
                 case = remedy_case(backend, path, dtype, r, steps)
                 if r in MIRROR_ARCH:
