@@ -496,6 +496,9 @@ PUBLIC_EXEMPT = {
     "Net": "the idiomatic path's nn.Module / nnx.Module class: checks its activations in __init__",
     "run_idiomatic": "the harness's entry point: takes the reference's own NumPy parameters, data and "
                      "batches; its adapter names the layer that does not fit",
+    "run_idiomatic_remedies": "run_idiomatic's remedies entry point (docs/remedies.md): the reference's "
+                              "NumPy parameters, running estimates, data, batches and masks; it checks "
+                              "their counts and the conventions its framework can express",
 }
 
 
