@@ -15,11 +15,13 @@ Tolerances (float64, u = 2^-53), stated where used:
   TOL_BN    a handful of operations per element and N = 10 running-average updates:
             |framework - reference| <= 64 N u max|reference| (each update rounds a few
             times; 64 is a generous constant for the 2-3 roundings of each of ~6 steps).
-  RTOL      whole training steps (forward, backward, update; 1-10 steps) compared
-            normwise per stage: max|x - x_ref| <= RTOL max|x_ref|, RTOL = 2^-40 (about
-            8e3 u): the largest measured here is 9.4e-15 (db3, 3 Adam steps), a margin of
-            ~100 for the cancellations of the bias gradients. Every "differs" assertion
-            requires the measured difference to exceed 10^3 times the bound in use.
+  RTOL      whole training runs (1-6 steps) compared normwise, parameters after the
+            run: max|x - x_ref| <= RTOL max(1, max|x_ref|), RTOL = 2^-40 (about 8e3 u;
+            the largest measured is 1.5e-15). Every "differs" assertion requires the
+            measured difference to exceed 10^3 times the bound in use.
+  stages    the value-by-value comparison of the idiomatic paths uses the project's
+            a-priori bounds (netparity/tolerance_remedies.py through
+            netparity.stages.expected_for_remedies), as the conformance matrix does.
 """
 import numpy as np
 import pytest
@@ -619,51 +621,85 @@ CONFIGS = {
     "dropout": Remedies(keep_prob=0.8),
     "all": Remedies(batch_norm=True, residual="before", l2=0.7, keep_prob=0.8),
 }
-OPTIMIZERS = {"gd": R.Optimizer("gd", learning_rate=0.5),
-              "momentum": R.Optimizer("momentum", learning_rate=0.5, beta=0.9),
-              "adam": R.Optimizer("adam", learning_rate=0.01)}
 _OPTS = ("gd", "momentum", "adam")
-PATH_CASES = [(fw, name, steps, _OPTS[(i + steps) % 3])
+# (framework, config, steps, optimizer, dtype, hidden, output, arch): every config alone and
+# all together, 1 and 3 mini-batch steps, float64; float32 and softmax / the deeper "proj"
+# net (skips into layers 3 and 5) for some
+PATH_CASES = [(fw, name, steps, _OPTS[(i + steps) % 3], "float64", "relu" if name == "after" else "tanh",
+               "sigmoid", "deep")
               for i, name in enumerate(CONFIGS) for steps in (1, 3) for fw in FRAMEWORKS]
+PATH_CASES += [(fw, name, 3, "adam", "float32", "tanh", "sigmoid", "deep") for fw in FRAMEWORKS
+               for name in ("batch_norm", "all")]
+PATH_CASES += [(fw, "all", 3, opt, "float64", "leaky_relu", "softmax", "deep") for fw, opt in
+               (("torch", "momentum"), ("jax", "adam"))]
+# the "proj" net without batch norm (tolerance_remedies' bounds of its batch-normalised
+# layers are nan at the time of writing: a comparison with them could not fail)
+CONFIGS["skips_l2_dropout"] = Remedies(residual="before", l2=0.7, keep_prob=0.8)
+PATH_CASES += [(fw, "skips_l2_dropout", 3, opt, "float64", "tanh", "sigmoid", "proj") for fw, opt in
+               (("torch", "adam"), ("jax", "momentum"))]
 OMITTED = ("mu", "var", "Zn")   # not exposed by nn.BatchNorm1d / nnx.BatchNorm
+# normwise bound for stages without a finite a-priori bound: float32 2^-12 (4096 u; the
+# largest measured is 2.9e-6 = 49 u, vdb4' after 3 Adam steps with batch norm)
+FALLBACK = {"float64": RTOL, "float32": 2.0 ** -12}
 
 
 def for_framework(rem, framework):
+    """The remedies with the framework's running-variance convention (batchnorm.running_var)."""
     if not rem.batch_norm:
         return rem
     from dataclasses import replace
     return replace(rem, bn_running_var=running_var_for(framework))
 
 
-def expected_missing(ref_stages, optimizer_name):
-    out = {k for k in ref_stages if k.rstrip("0123456789") in OMITTED}
-    if optimizer_name != "adam":
-        out.add("t'")
-    return out
+def idiomatic_order(order, optimizer_name):
+    """The reference's stages less what the idiomatic paths cannot emit: mu, var, Zn of every
+    batch-normalised layer, and t' where torch.optim.SGD / optax.sgd keep no counter."""
+    from netparity.stagenames import stages_for_path
+    return [s for s in stages_for_path(order, "idiomatic", optimizer_name)
+            if s.rstrip("0123456789") not in OMITTED]
 
 
-@pytest.mark.parametrize("framework,config,steps,opt", PATH_CASES,
-                         ids=[f"{f}-{c}-{s}step-{o}" for f, c, s, o in PATH_CASES])
-def test_idiomatic_remedies_match_reference(framework, config, steps, opt):
-    """Every stage the idiomatic path emits against the reference's remedy_step, float64,
-    mini-batches of 64 with the reference's dropout masks: normwise per stage within RTOL;
-    the emitted stages are exactly the reference's less OMITTED (and t' for gd, momentum),
-    in the reference's order."""
+@pytest.mark.parametrize("framework,config,steps,opt,dtype,hidden,output,arch", PATH_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]}step-{c[3]}-{c[4]}-{c[5]}-{c[6]}-{c[7]}" for c in PATH_CASES])
+def test_idiomatic_remedies_match_reference(framework, config, steps, opt, dtype, hidden, output, arch):
+    """Every stage the idiomatic path emits against the reference's remedy_step, with the
+    project's a-priori bounds (netparity.stages.expected_for_remedies, tolerance_remedies.py:
+    |x - x_ref| <= 2E; float32 also against the float64 oracle, E): the case's weights,
+    data, mini-batches of 64 and the reference's dropout masks of every step, as the
+    conformance matrix draws them. The emitted stages are exactly idiomatic_order's, in
+    the reference's order."""
+    from netparity.compare import assert_conforms, compare_stages
+    from netparity.stages import Case, OPTIMIZER_CONFIGS, batch_sequence, dataset, expected_for_remedies
     rem = for_framework(CONFIGS[config], framework)
-    optimizer = OPTIMIZERS[opt]
-    hidden = "relu" if config == "after" else "tanh"
-    p0 = initialize_remedy_network(DIMS, rem)
-    batches = mini_batches(steps)
-    masks = [step_masks(DIMS, len(idx), rem.keep_prob, k) for k, idx in enumerate(batches)]
-    if not rem.dropout:
-        masks = None
-    ref, _ = reference_run(rem, p0, batches, masks, optimizer, hidden)
-    got = run_path(framework, rem, p0, batches, masks, optimizer, hidden)
-    assert set(ref) - set(got) == expected_missing(ref, opt)
-    assert list(got) == [k for k in ref if k in got]
-    bad = {k: (dist(got[k], ref[k]), RTOL * maxabs(ref[k])) for k in got
-           if dist(got[k], ref[k]) > RTOL * maxabs(ref[k])}
-    assert not bad, f"stages out of bound (distance, bound): {bad}"
+    case = Case(framework, "idiomatic", "cpu", dtype, hidden, output, arch, opt, "mini", steps)
+    X, Y = dataset(case.data)
+    dims = case.layer_dims()
+    p0 = initialize_remedy_network(dims, rem, init="xavier", seed=1)
+    batches = batch_sequence(case)
+    masks = [step_masks(dims, len(idx), rem.keep_prob, k) for k, idx in enumerate(batches)]
+    optimizer = OPTIMIZER_CONFIGS[opt]
+    exp = expected_for_remedies(p0, X, Y, batches, masks, hidden, output, optimizer, dtype, rem)
+    got = IDIOMATIC[framework].run_idiomatic_remedies(p0, init_bn_state(p0), X, Y, batches, masks, rem,
+                                                      hidden, output, optimizer, dtype, "cpu")
+    order = idiomatic_order(exp.order, opt)
+    assert list(got) == order
+    # a stage whose a-priori bound is not finite (tolerance_remedies gives inf for float32
+    # batch norm after a step, its rounding model exceeding 100 % there) would pass any
+    # value: those are held to the stated normwise FALLBACK against the same-dtype reference
+    from netparity.tolerance import Unbounded
+    unbounded = [k for k in order if not isinstance(exp.bounds[k], Unbounded)
+                 and not np.all(np.isfinite(exp.bounds[k]))]
+    if dtype == "float64":
+        assert not unbounded, f"non-finite float64 bounds: {unbounded}"
+    bounded = [k for k in order if k not in unbounded]
+    ctx = {"case": f"{framework}-idiomatic-{config}-{dtype}-{hidden}-{output}-{arch}-{opt}-{steps}step"}
+    assert_conforms(compare_stages(exp.ref, got, exp.bounds, bounded, dtype), ctx)
+    if dtype != "float64":
+        assert_conforms(compare_stages(exp.oracle, got, exp.bounds, bounded, dtype, factor=1.0), ctx,
+                        against="the float64 oracle (bound E, not 2E)")
+    bad = {k: dist(got[k], exp.ref[k]) / maxabs(exp.ref[k]) for k in unbounded
+           if dist(got[k], exp.ref[k]) > FALLBACK[dtype] * maxabs(exp.ref[k])}
+    assert not bad, f"{ctx}: beyond the normwise fallback {FALLBACK[dtype]:.2g}: {bad}"
 
 
 def test_conventions_tables_have_the_remedy_keys():
