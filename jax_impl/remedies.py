@@ -25,19 +25,17 @@ probes on Z, Zt, H and A for the m dJ/d(.) stages) and "compiled" (the manual st
 forward to update, as one jax.jit with remedies, hidden, output and optimizer static and
 t traced, as ``make_train_step(compiled=True)`` does it).
 
-Input checks (one-line ValueError naming the problem): as torch_impl/remedies.py.
+Input checks: as torch_impl/remedies.py (the shared validation of reference/validate.py
+through guard_api, plus ``_check``'s own).
 """
 from functools import partial
-import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import reference.remedies as _ref
-from reference.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, check_activation
-from reference.optim import Optimizer
-from reference.remedies import Remedies, layer_dims_of, layout, weight_names
+from reference.remedies import Remedies, layer_dims_of, layout, weight_names  # noqa: F401  Remedies: re-exported
 from ._convert import tree_from_numpy
 from .activations import activation, activation_grad
 from .costs import cross_entropy, cross_entropy_from_logits
@@ -69,82 +67,18 @@ def step_masks(layer_dims, m, keep_prob, k, dtype=np.float64, device="cpu"):
 
 # ------------------------------------------------------------------ validation
 
-def _layer_of(key):
-    return int(re.search(r"[0-9]+$", key).group())
-
-
-def _check_parameters(parameters, remedies):
-    """(widths, layout), after checking that the keys and shapes are exactly those of
-    ``remedies`` for these widths."""
-    if not isinstance(remedies, Remedies):
-        raise TypeError(f"remedies must be a Remedies (reference.remedies.Remedies), got "
-                        f"{type(remedies).__name__}")
-    if not isinstance(parameters, dict) or "W1" not in parameters:
-        raise ValueError("parameters must be a dict holding W1 ... WL")
-    L = sum(1 for k in parameters if k[0] == "W" and k[1:].isdigit())
-    absent = [f"W{l}" for l in range(1, L + 1) if f"W{l}" not in parameters]
-    if absent:
-        raise ValueError(f"parameters lack {', '.join(absent)}: W1 ... WL must be consecutive")
-    dims = layer_dims_of(parameters)
-    lay = layout(dims, remedies)
-    want = {}
-    for l in range(1, L + 1):
-        want[f"W{l}"] = (dims[l], dims[l - 1])
-        for k in ([f"gamma{l}", f"beta{l}"] if l in lay["bn"] else [f"b{l}"]):
-            want[k] = (dims[l], 1)
-        if l in lay["projected"]:
-            want[f"Ws{l}"] = (dims[l], dims[l - 2])
-    missing = [k for k in want if k not in parameters]
-    extra = [k for k in parameters if k not in want]
-    if missing or extra:
-        raise ValueError(f"parameters do not fit {remedies}: missing {missing}, unexpected "
-                         f"{extra} (build them with initialize_remedy_network)")
-    for k, shape in want.items():
-        if tuple(parameters[k].shape) != shape:
-            raise ValueError(f"parameter {k} has shape {tuple(parameters[k].shape)}; expected {shape}")
-    return dims, lay
-
-
-def _check_masks(masks, remedies, dims, m):
-    if masks is None:
-        return
-    if not remedies.dropout:
+def _check(parameters, X, remedies, masks, train=True):
+    """The layout, after the checks the shared validation does not make. The package's
+    public functions validate their arguments first (reference/validate.py through
+    guard_api: the reference's checks and messages, parameters against the remedies'
+    layout, bn_state, mask shapes, X and Y); these two are the mirrors' own:
+    masks given with keep_prob == 1 (the reference ignores them; here the caller
+    evidently expected dropout) and the reference's m >= 2 for the unbiased running
+    variance, raised before anything is computed (or compiled)."""
+    if masks is not None and not remedies.dropout:
         raise ValueError("dropout masks were given but keep_prob is 1 (no dropout): pass masks=None")
-    if not isinstance(masks, dict):
-        raise ValueError(f"masks must be a dict D1 ... D{len(dims) - 2}, got {type(masks).__name__}")
-    want = [f"D{l}" for l in range(1, len(dims) - 1)]
-    missing = [k for k in want if k not in masks]
-    extra = [k for k in masks if k not in want]
-    if missing or extra:
-        raise ValueError(f"masks must be exactly {want}: missing {missing}, unexpected {extra}")
-    for l in range(1, len(dims) - 1):
-        shape = tuple(masks[f"D{l}"].shape)
-        if shape != (dims[l], m):
-            raise ValueError(f"mask D{l} has shape {shape}; expected {(dims[l], m)} (n^[{l}], m)")
-
-
-def _check_bn_state(bn_state, dims, lay):
-    need = [f"{p}{l}" for l in lay["bn"] for p in ("mu_run", "var_run")]
-    missing = [k for k in need if k not in (bn_state or {})]
-    if missing:
-        raise ValueError(f"bn_state lacks {missing} (init_bn_state(parameters) builds it)")
-    for k in need:
-        if tuple(bn_state[k].shape) != (dims[_layer_of(k)], 1):
-            raise ValueError(f"bn_state {k} has shape {tuple(bn_state[k].shape)}; expected "
-                             f"{(dims[_layer_of(k)], 1)}")
-
-
-def _check(parameters, bn_state, X, remedies, hidden, output, masks, train=True, bn_needed=True):
-    check_activation(hidden, HIDDEN_ACTIVATIONS)
-    check_activation(output, OUTPUT_ACTIVATIONS)
-    dims, lay = _check_parameters(parameters, remedies)
-    if X.ndim != 2 or X.shape[0] != dims[0]:
-        raise ValueError(f"X has shape {tuple(X.shape)}; expected ({dims[0]}, m)")
-    m = X.shape[1]
-    _check_masks(masks, remedies, dims, m)
-    if bn_needed:
-        _check_bn_state(bn_state, dims, lay)
-    if train and lay["bn"] and remedies.bn_running_var == "unbiased" and m < 2:
+    lay = layout(layer_dims_of(parameters), remedies)
+    if train and lay["bn"] and remedies.bn_running_var == "unbiased" and X.shape[1] < 2:
         raise ValueError("bn_running_var='unbiased' needs a batch of m >= 2 examples (it "
                          "averages m/(m-1) times the batch variance)")
     return lay
@@ -361,7 +295,7 @@ def remedy_forward(X, parameters, bn_state, remedies, hidden="tanh", output="sig
     dropout, bn_state unchanged. The cache holds A0, every forward stage and the
     reference's internal G{l} = g(H{l}) where it differs from A{l}."""
     train = bool(train)
-    lay = _check(parameters, bn_state, X, remedies, hidden, output, masks, train)
+    lay = _check(parameters, X, remedies, masks, train)
     return _forward(X, parameters, bn_state, remedies, hidden, output, masks, train, lay)
 
 
@@ -369,21 +303,14 @@ def remedy_cost(cache, parameters, Y, remedies, output="sigmoid"):
     """(cost_stable, cost_l2): the stable cross-entropy of Z^[L] plus
     (lambda / 2m) sum ||W||_F^2 over W1 ... WL then Ws (an exact 0, not added, when
     lambda = 0), 0-d arrays."""
-    check_activation(output, OUTPUT_ACTIVATIONS)
-    _, lay = _check_parameters(parameters, remedies)
-    return _cost(cache, parameters, Y, remedies, output, lay["L"])
+    return _cost(cache, parameters, Y, remedies, output, len(layer_dims_of(parameters)) - 1)
 
 
 def remedy_backward(parameters, cache, X, Y, remedies, hidden="tanh", output="sigmoid",
                     masks=None):
     """Backprop through a train-mode cache (docs/remedies.md, "Backward"); the masks the
     forward used. dZ dA dH dZt are m dJ/d(.); dW db dgamma dbeta dWs are dJ/d(.)."""
-    lay = _check(parameters, None, X, remedies, hidden, output, masks, train=False,
-                 bn_needed=False)
-    missing = [f"var{l}" for l in lay["bn"] if f"var{l}" not in cache]
-    if missing:
-        raise ValueError(f"the cache lacks {missing}: remedy_backward needs a train-mode "
-                         f"cache (remedy_forward(..., train=True))")
+    lay = _check(parameters, X, remedies, masks, train=False)
     return _backward(parameters, cache, X, Y, remedies, hidden, output, masks, lay)
 
 
@@ -391,7 +318,7 @@ def remedy_backward_autodiff(parameters, bn_state, X, Y, remedies, hidden="tanh"
                              output="sigmoid", masks=None):
     """``remedy_backward``'s dict (same keys, order and scaling) by jax.grad through the
     train-mode forward and the stable cost, L2 included."""
-    lay = _check(parameters, bn_state, X, remedies, hidden, output, masks)
+    lay = _check(parameters, X, remedies, masks)
     return _cost_and_autodiff(parameters, bn_state, X, Y, remedies, hidden, output, masks,
                               lay)[1]
 
@@ -440,10 +367,7 @@ def remedy_step(path, parameters, bn_state, opt_state, X, Y, remedies, hidden, o
     and the updates only."""
     if path not in REMEDY_PATHS:
         raise ValueError(f"unknown remedy path {path!r}; expected one of {', '.join(REMEDY_PATHS)}")
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be an Optimizer (reference.Optimizer), got "
-                        f"{type(optimizer).__name__}")
-    lay = _check(parameters, bn_state, X, remedies, hidden, output, masks)
+    lay = _check(parameters, X, remedies, masks)
     if path == "compiled":
         stages, new_p, new_bn, new_s = _compiled_step(parameters, bn_state, opt_state, X, Y,
                                                       remedies, hidden, output, optimizer,

@@ -1,34 +1,38 @@
-"""The remedies' mirrors (torch_impl/remedies.py, jax_impl/remedies.py) value by value
-against the NumPy reference (reference/remedies.py), through their public functions.
+"""The remedies' mirrors (torch_impl/remedies.py, jax_impl/remedies.py): what the
+conformance matrix does not reach.
 
-What is here (the conformance matrix, tests/test_remedies_conformance.py, runs
-``remedy_step`` on the data sets with the a-priori bounds of
-netparity/tolerance_remedies.py; this file covers what it does not):
+tests/test_remedies_conformance.py runs every mirror's ``remedy_step`` (manual, autodiff,
+compiled, idiomatic) through ``netparity.runner`` against the reference, stage by stage,
+with the a-priori bounds of netparity/tolerance_remedies.py and its dtype check. This file
+does not repeat that; it covers, for each mirror:
 
-- the public functions one by one: ``remedy_forward``'s train-mode cache (with the
-  reference's internal G{l}) and running estimates, ``remedy_cost``'s two values,
-  ``remedy_backward``; ``remedy_step`` over two steps (the running estimates and the
-  optimiser state carried), every path, each remedy alone and all together;
-- eval mode (``train=False``): the running estimates normalise, no dropout (masks given
-  are ignored), bn_state returned unchanged;
-- ``remedy_backward_autodiff`` against ``remedy_backward`` of the same mirror;
-- ``Remedies()`` is the plain network: the mirror's own ``network_forward`` /
-  ``network_backward`` / ``network_backward_autodiff`` / costs, exactly;
-- float32 in, float32 out (no upcast) on every path;
-- the reference's draws converted (weights, masks), and the compiled step compiling once;
-- input validation: a one-line ValueError naming the problem.
+- eval mode (``remedy_forward(train=False)``): Zn from the running estimates, no dropout
+  even with masks given, no mu/var, bn_state returned unchanged, against the reference;
+- ``remedy_backward_autodiff`` against ``remedy_backward`` of the same mirror, every
+  remedy alone and together, every hidden activation somewhere;
+- the public ``remedy_forward`` (its whole cache, A0 and the internal G{l} included, and
+  the running estimates), ``remedy_cost`` and ``remedy_backward`` against the reference
+  (the matrix calls remedy_step only), in the two configurations holding every remedy;
+- ``Remedies()`` is the plain network: the mirror's own network_forward /
+  network_backward / network_backward_autodiff and cost, bit for bit, and the core's
+  stage names;
+- float32 in, float32 out for the functions the matrix does not call;
+- the reference's draws converted (weights, masks); the compiled step compiling once;
+- input validation: a one-line ValueError naming the problem (the shared validation of
+  reference/validate.py, and the mirrors' own two checks).
 
 Tolerance of the float64 comparisons: |mirror - reference| <= RTOL * max|reference stage|
 per stage, RTOL = 1e-12 (about 4500 float64 ulps of the stage's largest element). Both
 sides evaluate the same formulas in the same order except for the order of the sums
-inside reductions (BLAS / XLA / torch kernels) and XLA's fusion; the nets are small (widths
-<= 6, m = 9, so every reduction has <= 9 terms) and every stage is a short composition
+inside reductions (BLAS / XLA / torch kernels), XLA's fusion, and for the autodiff
+backward the chain rule's own arrangement of the same derivatives; the nets are small
+(widths <= 6, m = 9: every reduction has <= 9 terms) and every stage a short composition
 of them, so the rounding differences are a few tens of ulps of the stage's magnitude
-(measured: worst 3e-14 relative, in Adam's second moment of a batch-norm beta, whose
-gradient is a sum that cancels). An error in a formula (a missing 1/m, the unbiased
-variance, the skip after instead of before, a mask not divided by keep_prob) is of the
-order of the stage itself, ~1e12 times the tolerance; each was planted and caught
-(tests/test_remedies_mirrors.py's docstring in the commit that added it lists them).
+(measured: worst 3e-14 of the stage's max, a batch-norm dZ whose three terms cancel). An
+error in a formula (a missing 1/m, the unbiased variance normalising, the skip added
+after g instead of before, a mask not divided by keep_prob, an unscaled autodiff dA) is
+of the order of the stage itself, ~1e11 times the tolerance; each was planted in each
+mirror and failed these tests (the report of the commit that added them lists which).
 """
 import re
 
@@ -66,8 +70,7 @@ ACTIVATIONS = {"bn": ("relu", "sigmoid"), "bn_unbiased": ("tanh", "softmax"),
                "res_before": ("leaky_relu", "sigmoid"), "res_after": ("sigmoid", "softmax"),
                "l2": ("tanh", "sigmoid"), "dropout": ("relu", "softmax"),
                "all_before": ("tanh", "sigmoid"), "all_after": ("leaky_relu", "softmax")}
-PATHS = ("manual", "autodiff", "compiled")
-COMPILED_CONFIGS = ("all_before", "all_after")  # a compile is seconds: the two that hold all
+ALL = ("all_before", "all_after")  # the configurations holding every remedy
 
 MIRRORS = backend_params(reference=False)
 
@@ -105,10 +108,6 @@ def to_np(B, tree):
     return {k: v if isinstance(v, int) else B.to_numpy(v) for k, v in tree.items()}
 
 
-def as_dtype(tree, dtype):
-    return None if tree is None else {k: np.asarray(v, dtype) for k, v in tree.items()}
-
-
 def bound(ref):
     """RTOL times the stage's largest magnitude (module docstring)."""
     return RTOL * float(np.max(np.abs(np.asarray(ref, np.float64)), initial=0.0))
@@ -124,46 +123,16 @@ def assert_same_stages(ref, got, what, dtype="float64", keys=None):
     assert_conforms(results, {"case": what}, against=f"the reference within {RTOL:g} of each stage's max")
 
 
-# ------------------------------------------------------------------ remedy_step
-
-STEP_CASES = [(path, name) for path in PATHS for name in CONFIGS
-              if path != "compiled" or name in COMPILED_CONFIGS]
-
-
-@pytest.mark.parametrize("backend", MIRRORS)
-@pytest.mark.parametrize("path, name", STEP_CASES, ids=[f"{p}-{n}" for p, n in STEP_CASES])
-def test_step_matches_reference(B, path, name):
-    """Two remedy_steps (running estimates, optimiser state and masks of each step
-    carried): every stage of the second, and the returned parameters, bn_state and
-    optimiser state, equal the reference's. The compiled path returns the costs, the
-    gradients and the updates only (docs/remedies.md)."""
-    r, hidden, output, p, bn, X, Y, masks = problem(name)
-    s = R.init_optimizer_state(p, OPT)
-    pb, bnb = to_backend(B, p), to_backend(B, bn)
-    sb = B.init_optimizer_state(pb, OPT)
-    Xb, Yb = B.from_numpy(X), B.from_numpy(Y)
-    for M_k in masks:
-        ref, p, bn, s = R.remedy_step("manual", p, bn, s, X, Y, r, hidden, output, OPT, M_k)
-        got, pb, bnb, sb = B.remedy_step(path, pb, bnb, sb, Xb, Yb, r, hidden, output, OPT,
-                                         to_backend(B, M_k))
-    keys = list(ref)
-    if path == "compiled":
-        keys = [k for k in ref if k in ("cost_l2", "cost_stable") or k[0] == "d" or k.endswith("'")]
-    what = f"{B.NAME}-{path}-{name}"
-    assert_same_stages(ref, to_np(B, got), what, keys=keys)
-    assert_same_stages(p, to_np(B, pb), what + " parameters")
-    assert_same_stages(bn, to_np(B, bnb), what + " bn_state")
-    assert_same_stages(s, to_np(B, sb), what + " optimiser state")
-
-
 # ------------------------------------------------------------------ the public functions
 
 @pytest.mark.parametrize("backend", MIRRORS)
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_forward_cost_backward_match_reference(B, name):
-    """remedy_forward (train: its cache, A0 and the internal G{l} included, and the new
-    running estimates), remedy_cost (cost_stable, cost_l2; the latter an exact 0 without
-    L2) and remedy_backward, each on the reference's own inputs."""
+@pytest.mark.parametrize("name", ALL)
+def test_public_functions_match_reference(B, name):
+    """The public remedy_forward (train: its cache, A0 and the internal G{l} included, and
+    the new running estimates), remedy_cost (cost_stable, cost_l2) and remedy_backward,
+    each on the reference's own inputs. The matrix compares remedy_step's stages (the same
+    formulas) for every remedy; this is the public functions' wiring, in the two
+    configurations that hold every remedy (skip before / after the activation)."""
     r, hidden, output, p, bn, X, Y, masks = problem(name, steps=1)
     D = masks[0]
     AL, cache, new_bn = R.remedy_forward(X, p, bn, r, hidden, output, D, train=True)
@@ -178,8 +147,6 @@ def test_forward_cost_backward_match_reference(B, name):
     Jb, J_l2b = B.remedy_cost(cacheb, pb, Yb, r, output)
     assert_same_stages({"cost_stable": J, "cost_l2": J_l2},
                        {"cost_stable": B.to_numpy(Jb), "cost_l2": B.to_numpy(J_l2b)}, what + " costs")
-    if not r.l2:
-        assert B.to_numpy(J_l2b) == 0.0
     grads = R.remedy_backward(p, cache, X, Y, r, hidden, output, D)
     gradsb = B.remedy_backward(pb, cacheb, Xb, Yb, r, hidden, output, Db)
     assert_same_stages(grads, to_np(B, gradsb), what + " backward")
@@ -225,6 +192,30 @@ def test_autodiff_matches_manual(B, name):
 
 
 @pytest.mark.parametrize("backend", MIRRORS)
+def test_float32_in_float32_out(B):
+    """float32 parameters, running estimates, data and masks: what the functions the matrix
+    does not call return (eval-mode forward, the public cost and backward, the autodiff
+    backward) is float32 throughout: eps, momentum, lambda and keep_prob (Python floats)
+    upcast nothing. (remedy_step's float32 stages: the matrix, with its dtype check.)"""
+    r, hidden, output, p, bn, X, Y, masks = problem("all_after", steps=1)
+    f = "float32"
+    pb, bnb, Db = to_backend(B, p, f), to_backend(B, bn, f), to_backend(B, masks[0], f)
+    Xb, Yb = B.from_numpy(X, f), B.from_numpy(Y, f)
+    out = {}
+    for train in (True, False):
+        AL, cache, new_bn = B.remedy_forward(Xb, pb, bnb, r, hidden, output, Db, train=train)
+        out.update({f"{k} (train={train})": v for k, v in {"AL": AL, **cache, **new_bn}.items()})
+    J, J_l2 = B.remedy_cost(cache, pb, Yb, r, output)
+    _, cache, _ = B.remedy_forward(Xb, pb, bnb, r, hidden, output, Db)
+    out.update({"cost_stable": J, "cost_l2": J_l2})
+    out.update({f"{k} (manual)": v for k, v in B.remedy_backward(pb, cache, Xb, Yb, r, hidden, output, Db).items()})
+    out.update({f"{k} (autodiff)": v for k, v in
+                B.remedy_backward_autodiff(pb, bnb, Xb, Yb, r, hidden, output, Db).items()})
+    wrong = {k: B.to_numpy(v).dtype.name for k, v in out.items() if B.to_numpy(v).dtype.name != f}
+    assert len(out) > 60 and not wrong, wrong
+
+
+@pytest.mark.parametrize("backend", MIRRORS)
 @pytest.mark.parametrize("hidden, output", [("tanh", "sigmoid"), ("relu", "softmax")])
 def test_no_remedy_is_the_plain_network(B, hidden, output):
     """Remedies(): the mirror's own network_forward cache, network_backward and
@@ -260,34 +251,6 @@ def test_no_remedy_is_the_plain_network(B, hidden, output):
 
 
 # ------------------------------------------------------------------ dtypes, draws, compile
-
-@pytest.mark.parametrize("backend", MIRRORS)
-@pytest.mark.parametrize("path", PATHS)
-def test_float32_stays_float32(B, path):
-    """float32 parameters, data and masks: every stage and every returned array is float32
-    (no upcast by eps, momentum, lambda or keep_prob), and each stage is within float32's
-    reach of the reference's float32 run (1e-4 of the stage's magnitude: measured worst
-    3e-5, in Adam's second moment of a cancelling batch-norm gradient; the a-priori
-    bounds are the conformance matrix's)."""
-    name = "all_after"
-    r, hidden, output, p, bn, X, Y, masks = problem(name, steps=1)
-    f32 = "float32"
-    ref, *_ = R.remedy_step("manual", as_dtype(p, f32), as_dtype(bn, f32),
-                            R.init_optimizer_state(as_dtype(p, f32), OPT), X.astype(f32),
-                            Y.astype(f32), r, hidden, output, OPT, as_dtype(masks[0], f32))
-    pb = to_backend(B, p, f32)
-    got, new_p, new_bn, new_s = B.remedy_step(path, pb, to_backend(B, bn, f32),
-                                              B.init_optimizer_state(pb, OPT), B.from_numpy(X, f32),
-                                              B.from_numpy(Y, f32), r, hidden, output, OPT,
-                                              to_backend(B, masks[0], f32))
-    got = to_np(B, got)
-    for tree in (got, to_np(B, new_p), to_np(B, new_bn), to_np(B, new_s)):
-        wrong = {k: v.dtype.name for k, v in tree.items() if k not in ("t", "t'") and v.dtype.name != f32}
-        assert not wrong, f"{B.NAME}-{path}: upcast stages {wrong}"
-    results = [compare_stage(k, ref[k], got[k], 1e-4 * float(np.max(np.abs(ref[k].astype(float)))),
-                             None, 1.0) for k in got if k != "t'"]
-    assert_conforms(results, {"case": f"{B.NAME}-{path}-float32"})
-
 
 @pytest.mark.parametrize("backend", MIRRORS)
 def test_reference_draws_converted(B):
@@ -336,31 +299,30 @@ def test_compiled_step_compiles_once(B):
 # ------------------------------------------------------------------ input validation
 
 def _bad_inputs():
-    """(id, remedies name, mutate(args) -> args, message regex): args is a dict of
-    remedy_step's arguments in NumPy, mutated before conversion."""
+    """(id, remedies name, mutate(args) -> args, message regex): args holds remedy_step's
+    arguments in NumPy, mutated before conversion. The messages are the shared validation's
+    (reference/validate.py, the reference's own) except the mirrors' two (_check)."""
     def drop_key(tree, k):
         return {n: v for n, v in tree.items() if n != k}
     return [
         ("mask_shape", "dropout", lambda a: {**a, "masks": {**a["masks"], "D2": a["masks"]["D2"][:, :-1]}},
-         r"mask D2 has shape \(4, 8\); expected \(4, 9\)"),
+         r"masks: D2 has shape \(4, 8\), expected \(4, 9\)"),
         ("mask_missing_layer", "dropout", lambda a: {**a, "masks": drop_key(a["masks"], "D3")},
-         r"masks must be exactly .*missing \['D3'\]"),
-        ("mask_extra_layer", "dropout", lambda a: {**a, "masks": {**a["masks"], "D6": a["masks"]["D1"]}},
-         r"unexpected \['D6'\]"),
+         r"masks: missing D3"),
         ("masks_without_dropout", "bn", lambda a: {**a, "masks": R.dropout_masks(DIMS, M, 0.5, 0)},
-         r"masks were given but keep_prob is 1"),
+         r"dropout masks were given but keep_prob is 1"),
         ("params_missing_gamma", "bn", lambda a: {**a, "p": drop_key(a["p"], "gamma2")},
-         r"parameters do not fit .*missing \['gamma2'\]"),
+         r"parameters: missing gamma2 for these remedies"),
         ("params_bias_on_bn_layer", "bn", lambda a: {**a, "p": {**a["p"], "b2": np.zeros((4, 1))}},
-         r"parameters do not fit .*unexpected \['b2'\]"),
+         r"parameters: unexpected b2 for these remedies"),
         ("params_of_other_remedies", "res_before",
          lambda a: {**a, "p": R.initialize_remedy_network(DIMS, Remedies())},
-         r"parameters do not fit .*missing \['Ws5'\]"),
+         r"parameters: missing Ws5 for these remedies"),
         ("params_wrong_shape", "res_before",
          lambda a: {**a, "p": {**a["p"], "Ws5": a["p"]["Ws5"].T.copy()}},
-         r"parameter Ws5 has shape \(5, 6\); expected \(6, 5\)"),
+         r"parameters: Ws5 has shape \(5, 6\), expected \(6, 5\)"),
         ("bn_state_missing_layer", "bn", lambda a: {**a, "bn": drop_key(a["bn"], "var_run4")},
-         r"bn_state lacks \['var_run4'\]"),
+         r"bn_state: missing var_run4"),
         ("unbiased_single_example", "bn_unbiased",
          lambda a: {**a, "X": a["X"][:, :1], "Y": a["Y"][:, :1]}, r"needs a batch of m >= 2"),
         ("unknown_path", "bn", lambda a: {**a, "path": "eager"}, r"unknown remedy path 'eager'"),
@@ -398,5 +360,6 @@ def test_backward_of_an_eval_cache_is_a_value_error(B):
     r, hidden, output, p, bn, X, Y, _ = problem("bn", steps=1)
     pb, Xb, Yb = to_backend(B, p), B.from_numpy(X), B.from_numpy(Y)
     _, cache, _ = B.remedy_forward(Xb, pb, to_backend(B, bn), r, hidden, output, train=False)
-    with pytest.raises(ValueError, match=re.escape("needs a train-mode cache")):
+    with pytest.raises(ValueError, match=re.escape("cache: missing var1 ")) as info:
         B.remedy_backward(pb, cache, Xb, Yb, r, hidden, output)
+    assert "train-mode remedy_forward" in str(info.value) and "\n" not in str(info.value)
