@@ -710,3 +710,26 @@ def test_conventions_tables_have_the_remedy_keys():
             assert row.reference and row.library and row.mapping
     for key in ("batchnorm.fast_variance", "l2.decayed_weights"):
         assert JC.convention(key).mapping
+
+
+RUNNER_CASES = [("torch", "bntorch"), ("jax", "bn"), ("torch", "drop"), ("jax", "l2"), ("torch", "res"),
+                ("jax", "resafter")]
+
+
+@pytest.mark.parametrize("framework,remedy", RUNNER_CASES, ids=[f"{f}-{r}" for f, r in RUNNER_CASES])
+def test_runner_runs_the_idiomatic_remedies(framework, remedy):
+    """netparity.runner.run_case on Case(path="idiomatic", remedy=...) reaches
+    run_idiomatic_remedies through the backend and conforms on every stage the path emits
+    (float64, 3 Adam mini-batch steps, the toy deep net). The runner compares the
+    reference's whole order: a batch-norm case's mu, var, Zn rows fail as absent until
+    stagenames.stages_for_path omits them for the idiomatic path; nothing else may fail."""
+    from netparity.runner import run_case
+    from netparity.stages import Case
+    case = Case(framework, "idiomatic", "cpu", "float64", "tanh", "sigmoid", "deep", "adam", "mini", 3,
+                remedy=remedy)
+    result = run_case(case)
+    assert result.ran, result.skipped
+    rows = result.rows()
+    assert rows and all(r.ratio < np.inf for _, r in rows if r.ok)
+    bad = [(a, r.stage) for a, r in rows if not r.ok and r.stage.rstrip("0123456789") not in OMITTED]
+    assert not bad, result.failure_message()
