@@ -665,17 +665,18 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
     mu{l}, var{l}, Zn{l} (nnx.BatchNorm returns scale * Zn + bias only) and t' where optax
     keeps no count. dW{l}, dWs{l} include what add_decayed_weights adds (lambda/m W);
     cost_l2 = weight_decay / 2 sum ‖W‖^2 from the parameters, added to both costs.
-    nnx.BatchNorm's running variance is the biased one: ValueError for
-    bn_running_var="unbiased" (convention batchnorm.running_var).
+    nnx.BatchNorm's running variance is the biased one: reference.remedies.ConventionUnsupported
+    (a ValueError; the runner skips the case) for bn_running_var="unbiased" (convention
+    batchnorm.running_var).
 
     transform(m) -> optax GradientTransformation: replaces remedy_transform (to measure other
     conventions: an unmasked add_decayed_weights, adamw); its decay is then its own
     (remedies.l2 is not applied, no cost_l2) and dW, dWs are the loss's gradient. Return the
     same object for the same m (it is a static argument of the jitted step)."""
     from netparity.stagenames import remedy_stage_order
-    from reference.remedies import layer_dims_of, layout
+    from reference.remedies import ConventionUnsupported, layer_dims_of, layout
     if remedies.batch_norm and remedies.bn_running_var != "biased":
-        raise ValueError("nnx.BatchNorm's running variance averages the biased batch variance (the one "
+        raise ConventionUnsupported("nnx.BatchNorm's running variance averages the biased batch variance (the one "
                          f"it normalises with); bn_running_var={remedies.bn_running_var!r} has no flax "
                          "form: use bn_running_var='biased' (convention 'batchnorm.running_var')")
     if len(batches) == 0:

@@ -37,7 +37,7 @@ from flax import nnx  # noqa: E402
 
 import jax_impl  # noqa: E402,F401  (x64 on)
 import reference as R  # noqa: E402
-from reference.remedies import (Remedies, init_bn_state, initialize_remedy_network,  # noqa: E402
+from reference.remedies import (ConventionUnsupported, Remedies, init_bn_state, initialize_remedy_network,  # noqa: E402
                                 remedy_backward, remedy_forward, remedy_step, step_masks)
 from jax_impl import conventions as JC  # noqa: E402
 from jax_impl import idiomatic as JI  # noqa: E402
@@ -209,7 +209,7 @@ def test_running_var_conventions_are_enforced():
     for framework, wrong in (("torch", "biased"), ("jax", "unbiased")):
         rem = Remedies(batch_norm=True, bn_running_var=wrong)
         p0 = initialize_remedy_network((2, 4, 1), rem)
-        with pytest.raises(ValueError, match="batchnorm.running_var"):
+        with pytest.raises(ConventionUnsupported, match="batchnorm.running_var"):
             IDIOMATIC[framework].run_idiomatic_remedies(p0, init_bn_state(p0), X, Y, [np.arange(8)], None, rem)
 
 
@@ -712,24 +712,14 @@ def test_conventions_tables_have_the_remedy_keys():
         assert JC.convention(key).mapping
 
 
-RUNNER_CASES = [("torch", "bntorch"), ("jax", "bn"), ("torch", "drop"), ("jax", "l2"), ("torch", "res"),
-                ("jax", "resafter")]
-
-
-@pytest.mark.parametrize("framework,remedy", RUNNER_CASES, ids=[f"{f}-{r}" for f, r in RUNNER_CASES])
-def test_runner_runs_the_idiomatic_remedies(framework, remedy):
-    """netparity.runner.run_case on Case(path="idiomatic", remedy=...) reaches
-    run_idiomatic_remedies through the backend and conforms on every stage the path emits
-    (float64, 3 Adam mini-batch steps, the toy deep net). The runner compares the
-    reference's whole order: a batch-norm case's mu, var, Zn rows fail as absent until
-    stagenames.stages_for_path omits them for the idiomatic path; nothing else may fail."""
+def test_runner_skips_a_running_variance_the_framework_has_not():
+    """Through netparity.runner.run_case (the conformance slice of
+    tests/test_remedies_conformance.py runs the idiomatic remedies there): a configuration
+    whose running variance the framework cannot compute is a skip naming the convention,
+    not a failure: torch with the course's biased one, flax with torch's unbiased one."""
     from netparity.runner import run_case
     from netparity.stages import Case
-    case = Case(framework, "idiomatic", "cpu", "float64", "tanh", "sigmoid", "deep", "adam", "mini", 3,
-                remedy=remedy)
-    result = run_case(case)
-    assert result.ran, result.skipped
-    rows = result.rows()
-    assert rows and all(r.ratio < np.inf for _, r in rows if r.ok)
-    bad = [(a, r.stage) for a, r in rows if not r.ok and r.stage.rstrip("0123456789") not in OMITTED]
-    assert not bad, result.failure_message()
+    for framework, remedy in (("torch", "bn"), ("jax", "bntorch")):
+        result = run_case(Case(framework, "idiomatic", "cpu", "float64", "tanh", "sigmoid", "deep", "gd", "full",
+                               1, remedy=remedy))
+        assert not result.ran and "batchnorm.running_var" in result.skipped

@@ -35,7 +35,8 @@ from reference.optim import Optimizer
 from ._convert import from_numpy, to_numpy, torch_dtype
 from . import conventions
 from reference.costs import unknown_cost
-from reference.remedies import layer_dims_of as remedy_layer_dims, layout as remedy_layout, skip_layers
+from reference.remedies import (ConventionUnsupported, layer_dims_of as remedy_layer_dims,
+                               layout as remedy_layout, skip_layers)
 
 # torch's own activations. Their autograd derivative at z = 0 is the reference's
 # (measured in tests/test_idiomatic_torch.py): torch.relu -> 0, F.leaky_relu -> 0.01.
@@ -578,14 +579,15 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
     cost_l2 = weight_decay / 2 * sum ‖W‖^2, cost_stable = the loss + cost_l2.
 
     torch's running variance averages the unbiased batch variance (m / (m - 1) var):
-    ValueError unless remedies.bn_running_var == "unbiased" (convention batchnorm.running_var).
+    reference.remedies.ConventionUnsupported (a ValueError; the runner skips the case with
+    its message) unless remedies.bn_running_var == "unbiased" (convention batchnorm.running_var).
 
     make_optimizer(model) -> torch optimiser: replaces remedy_optimizer (to measure other
     conventions: weight_decay on every parameter, AdamW); its weight decay is then its own
     (remedies.l2 is not applied), and dW, dWs are .grad, the loss's gradient.
     """
     if remedies.batch_norm and remedies.bn_running_var != "unbiased":
-        raise ValueError("nn.BatchNorm1d's running variance averages the unbiased batch variance "
+        raise ConventionUnsupported("nn.BatchNorm1d's running variance averages the unbiased batch variance "
                          "(m / (m - 1) times the one it normalises with); the reference's "
                          f"bn_running_var={remedies.bn_running_var!r} has no torch form: use "
                          "bn_running_var='unbiased' (convention 'batchnorm.running_var')")
