@@ -99,7 +99,10 @@ def render(doc, block):
              "optimiser. They emit every stage of the reference except `mu`, `var`, `Zn` (neither "
              "batch-norm module returns its batch statistics or the normalised values) and `t'` "
              "where the optimiser keeps no counter; torch's path needs "
-             "`bn_running_var=\"unbiased\"`, flax's `\"biased\"`.\n\n")
+             "`bn_running_var=\"unbiased\"`, flax's `\"biased\"` (otherwise they raise "
+             "`reference.remedies.ConventionUnsupported`, which the runner reports as a skip). `dW`, "
+             "`dWs` are the gradient the optimiser uses (`.grad + weight_decay·W`; optax: what "
+             "`add_decayed_weights` adds), `cost_l2 = weight_decay/2 · Σ‖W‖²` from the parameters.\n\n")
     return doc.rstrip("\n") + "\n" + intro + block + "\n"
 
 
