@@ -4,11 +4,12 @@ of ``netparity.tolerance_remedies``; and those bounds themselves: the float32 re
 sits inside them with a margin, and planted bugs fall outside.
 
 Default slice (not slow): each remedy alone and "all", on the reference ("numpy", the
-spec's own manual path: real from the start) in float64 (1 and 3 steps) and float32, and
-on every registered mirror's paths (manual, autodiff, compiled, idiomatic), the dtype and
-the number of steps rotating; a backend (or idiomatic path) without the remedies'
-interface is a skip naming what it lacks (runner.skip_reason). ``--full-matrix``: the
-product, marked slow.
+spec's own manual path: real from the start) in float64 (1 and 3 steps) and float32, with
+varied activations, outputs, optimisers and nets; and on every registered mirror's paths
+(manual, autodiff, compiled, idiomatic), one shape and one dtype per path (MIRROR_FAST,
+~50 s cold on 2 busy cores); a backend (or idiomatic path) without the remedies'
+interface, or a convention its framework cannot express, is a skip naming what it lacks
+(runner.skip_reason, ConventionUnsupported). ``--full-matrix``: the product, marked slow.
 
 float32 with batch norm runs one step: from the second step on the a-priori bound of a
 batch-normalised net saturates in float32 (docs/tolerances.md, "Remedies"), so such a
@@ -60,34 +61,39 @@ def reference_slice():
 
 
 # the mirrors' fast slice: per path, "all" (batch norm, a projected skip added before g,
-# L2 and dropout at once) and the single remedies spread over the paths; one dtype per path
-# (JAX compiles every eager op once per shape and dtype: cases sharing both are cheap);
-# the rest of the per-path product is marked slow
-# idiomatic: both running-variance conventions ("bn"/"all" the course's and flax's,
-# "bntorch"/"alltorch" torch's): each framework's layer has one, the other is a skip
-# (reference.remedies.ConventionUnsupported)
+# L2 and dropout at once) and the single remedies spread over the paths, every fast case
+# of one shape: tanh/sigmoid on the toy "deep" net (2-4-4-3-1, a projected skip into 3),
+# Adam, 3 mini-batch steps of 64 (one in float32 with batch norm), one dtype per path.
+# JAX compiles every eager op once per shape and dtype (cold: ~5-15 s a new case on this
+# CPU): sharing both keeps the slice near a minute cold. The identity skips, the other
+# activations, outputs and optimisers are the reference slice's and the slow product's.
 MIRROR_FAST = {"manual": ("float32", ("all", "bn", "res")), "autodiff": ("float64", ("all", "l2", "drop")),
                "compiled": ("float32", ("all",)),
+               # both running-variance conventions ("bn"/"all" the course's and flax's,
+               # "bntorch"/"alltorch" torch's): each framework's layer has one, the other is
+               # a skip (reference.remedies.ConventionUnsupported)
                "idiomatic": ("float64", ("all", "alltorch", "bn", "bntorch"))}
-MIRROR_ARCH = {"res": "proj"}   # both skip kinds; the others keep ARCH (2-4-4-3-1 "deep")
+
+
+def mirror_case(backend, path, dtype, remedy):
+    steps = 1 if dtype == "float32" and has_bn(remedy) else 3
+    return Case(backend, path, "cpu", dtype, "tanh", "sigmoid", "deep", "adam", "mini", steps,
+                remedy=remedy)
 
 
 def mirror_slice():
     """(case, slow) for every mirror x path x remedy x dtype: MIRROR_FAST not slow, except
-    on a slow compiler (torch.compile: ~20 s a graph on this CPU) whose cases are all slow."""
+    on a slow compiler (torch.compile: ~20 s a graph on this CPU) whose cases are all slow;
+    the rest (the other dtype, the other remedies) marked slow."""
     out = []
     for backend in mirrors():
         for path in (p for p in PATHS if p in REGISTRY[backend].paths):
             fast_dtype, fast = MIRROR_FAST[path]
             names = REMEDIES + (("bntorch", "alltorch") if path == "idiomatic" else ())
             for r, dtype in itertools.product(names, ("float64", "float32")):
-                steps = 1 if (dtype == "float32" and has_bn(r)) or path == "compiled" else 3
-                case = remedy_case(backend, path, dtype, r, steps)
-                if r in MIRROR_ARCH:
-                    case = Case(**{**case.__dict__, "arch": MIRROR_ARCH[r]})
                 slow = not (r in fast and dtype == fast_dtype) or (
                     path == "compiled" and REGISTRY[backend].slow_compile)
-                out.append((case, slow))
+                out.append((mirror_case(backend, path, dtype, r), slow))
     return out
 
 
