@@ -166,7 +166,7 @@ def _forward(X, P, bn_state, r, hidden, output, masks, train, lay, probes=None):
 
 def _l2_term(P, m, lam, like):
     if not lam:
-        return jnp.zeros((), dtype=like.dtype)
+        return jnp.zeros_like(like, shape=())  # on like's device, in its dtype
     total = sum(jnp.sum(P[k] * P[k]) for k in weight_names(P))
     return lam / (2 * m) * total
 
