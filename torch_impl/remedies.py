@@ -27,9 +27,10 @@ Input checks: the package's public functions run the reference's validation firs
 (reference/validate.py through guard_api, as every public function of the mirror: the
 same checks and one-line messages for parameters that do not fit the remedies, masks of
 the wrong shape or lacking a layer, a bn_state lacking a layer, a backward on an
-eval-mode cache, ...); ``_check`` adds the mirrors' own two (masks given with
-keep_prob == 1, an unknown path). The functions of this module itself are unvalidated,
-as the rest of the mirror's modules are.
+eval-mode cache, ...); the mirrors add their own: masks given with keep_prob == 1,
+the reference's m >= 2 for the unbiased running variance (before anything is computed or
+compiled) and an unknown path. The functions of this module itself are not run through
+the shared validation, as the rest of the mirror's modules are not.
 """
 import functools
 
