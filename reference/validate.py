@@ -785,9 +785,13 @@ def check_bn_state(bn_state, parameters, lay, ops):
 
 
 def check_masks(masks, lay, dims, m, remedies, ops):
-    """None, or D1 ... D{L-1} shaped (n_l, m) (any float dtype: 0/1 casts exactly)."""
-    if masks is None or not remedies.dropout:
+    """None, or D1 ... D{L-1} shaped (n_l, m) (any float dtype: 0/1 casts exactly), and
+    only with dropout: masks given with keep_prob == 1 mean the caller expected dropout
+    that would silently not happen (every backend refuses them, the same way)."""
+    if masks is None:
         return
+    if not remedies.dropout:
+        raise ValueError("dropout masks were given but keep_prob is 1 (no dropout): pass masks=None")
     if not isinstance(masks, dict):
         raise TypeError(f"masks must be a dict of arrays (dropout_masks) or None, got {type(masks).__name__}")
     for l in range(1, lay["L"]):
@@ -797,6 +801,10 @@ def check_masks(masks, lay, dims, m, remedies, ops):
         check_array(f"masks: {k}", masks[k], ops)
         if shape_of(masks[k]) != (dims[l], m):
             raise ValueError(f"masks: {k} has shape {shape_of(masks[k])}, expected {(dims[l], m)}")
+    extra = sorted(set(masks) - {f"D{l}" for l in range(1, lay["L"])})
+    if extra:
+        raise ValueError(f"masks: unexpected {', '.join(map(str, extra))} (the hidden layers' "
+                         f"masks are D1 ... D{lay['L'] - 1})")
 
 
 def _remedy_data(a, ops, Y=True, masks=True):
