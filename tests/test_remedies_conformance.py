@@ -287,3 +287,24 @@ def test_planted_bug_exceeds_the_bound(bug, dtype, monkeypatch):
     first = next(s for s in exp.order if not results[s].ok)
     if bug != "skip_after_instead_of_before":     # there H3 (the stage itself) goes missing first
         assert first == stage or exp.order.index(first) <= exp.order.index(stage), first
+
+
+def test_a_case_without_finite_bounds_is_a_skip_that_says_why_never_a_pass():
+    """float32 batch norm over several steps: the a-priori bounds compound through the
+    normalised layers until they overflow (docs/tolerances.md, "Remedies"). A comparison
+    against an infinite bound passes anything, so the runner does not make it: the case
+    is a skip naming the first unbounded stage, and compare_stage itself refuses such a
+    bound (a wrong value is not a pass)."""
+    import numpy as np
+    from netparity.compare import NO_FINITE_BOUND, compare_stage
+    from netparity.runner import run_case
+    case = Case("numpy", "manual", "cpu", "float32", "tanh", "sigmoid", "deep", "adam", "mini", 3,
+                remedy="bn")
+    result = run_case(case)
+    assert result.skipped and "no finite a-priori bound" in result.skipped
+    r = compare_stage("Zn2", np.ones(3, np.float32), np.full(3, 7.0, np.float32),
+                      np.array([1e-7, np.inf, 1e-7]), "float32")
+    assert not r.ok and r.note == NO_FINITE_BOUND
+    finite = compare_stage("Zn2", np.ones(3, np.float32), np.ones(3, np.float32),
+                           np.full(3, 1e-7), "float32")
+    assert finite.ok
