@@ -34,10 +34,17 @@ NAME = "jax"
 from ._convert import devices, from_numpy, to_numpy, tree_from_numpy, tree_to_numpy
 from .backend import GRAD_PATHS, compile_status, make_train_step, save_weights, load_weights
 
+# the remedies (docs/remedies.md): Remedies is the reference's; the draws (weights, dropout
+# masks) are the reference's, converted; validated below like every public function
+from reference.remedies import Remedies  # noqa: E402,F401
+from .remedies import (initialize_remedy_network, init_bn_state, dropout_masks,  # noqa: E402,F401
+                       step_masks, remedy_forward, remedy_cost, remedy_backward,
+                       remedy_backward_autodiff, remedy_step)
+
 # the reference's validation (reference/validate.py, docs/errors.md): same checks, same
 # messages, run outside any jit; a tracer's values are unknown (None): only its shape and
 # dtype are checked. Internal callers (loops, lax.scan bodies) skip validation.
 from reference.validate import guard_api as _guard_api  # noqa: E402
 from ._convert import OPS as _OPS
 globals().update(_guard_api(globals(), _OPS))
-from .idiomatic import run_idiomatic  # noqa: E402,F401  the idiomatic flax.nnx/optax path (needs flax, optax)
+from .idiomatic import run_idiomatic, run_idiomatic_remedies  # noqa: E402,F401  the idiomatic flax.nnx/optax path (needs flax, optax)

@@ -143,6 +143,75 @@ CONVENTIONS = (
         "DDP's per-rank mean, wrong on unequal shards",
         "in shard_map: psum(G_r * m_r / m), or pad to equal blocks of width s with a mask (a padded "
         "example's error set to 0) and psum(G_r * s / m) (jax_impl.distributed, mode manual:psum)"),
+    # ---- the remedies (docs/remedies.md); measured by tests/test_remedy_conventions.py
+    Convention(
+        "batchnorm.momentum", "batch norm running averages",
+        "r <- mu r + (1 - mu) batch, mu = bn_momentum = 0.9 (the weight of the old value)",
+        "nnx.BatchNorm(momentum=0.99): the same form, default 0.99",
+        "momentum = bn_momentum; the default 0.99 is bn_momentum = 0.99 (a 10x longer memory)"),
+    Convention(
+        "batchnorm.running_var", "batch norm running variance",
+        "bn_running_var='biased' (default): the batch variance it normalises with",
+        "nnx.BatchNorm averages the biased variance",
+        "bn_running_var='biased' is flax's; run_idiomatic_remedies raises for 'unbiased' (torch's)"),
+    Convention(
+        "batchnorm.eps", "batch norm epsilon", "bn_eps = 1e-5 inside the square root",
+        "nnx.BatchNorm(epsilon=1e-5): (x - mean) * rsqrt(var + epsilon) (Keras: 1e-3)",
+        "epsilon = bn_eps"),
+    Convention(
+        "batchnorm.stats_dtype", "batch norm running statistics' dtype",
+        "mu_run, var_run in the parameters' dtype",
+        "nnx.BatchNorm creates mean and var as float32 whatever dtype / param_dtype (flax 0.12.8): a "
+        "float64 model's running averages are rounded to float32 at every update",
+        "replace them with float64 arrays (run_idiomatic_remedies loads the reference's bn_state in the "
+        "model's dtype)"),
+    Convention(
+        "batchnorm.fast_variance", "batch norm variance formula",
+        "var = mean((z - mu)^2): the deviations first",
+        "nnx.BatchNorm(use_fast_variance=True), the default: var = max(0, mean(z^2) - mean(z)^2), which "
+        "cancels where |mean| >> std",
+        "use_fast_variance=False (RemedyNet) computes the reference's formula"),
+    Convention(
+        "batchnorm.train_eval", "batch norm train / eval",
+        "remedy_forward(train=True): batch statistics, running averages updated; train=False: the running ones",
+        "nnx.BatchNorm(use_running_average=...) (constructor, call argument or nnx.view / model.eval())",
+        "use_running_average = not train (RemedyNet passes it per call)"),
+    Convention(
+        "residual.placement", "where the skip is added",
+        "residual='before': A = g(Z + S) (course); 'after': g(Z) + S",
+        "no residual module: the addition is code in __call__",
+        "h = zt + s before the activation for 'before' (RemedyNet)"),
+    Convention(
+        "l2.weight_decay", "L2 regularisation",
+        "cost + (lambda / 2m) sum ‖W‖^2 over the weight matrices only: dW += (lambda / m) W",
+        "optax.sgd / optax.adam take no weight_decay; optax.add_decayed_weights(wd, mask=None) adds wd * p "
+        "to EVERY leaf unless masked",
+        "chain(add_decayed_weights(lambda / m, mask=weights_mask), optimizer): kernels only (W, Ws), not "
+        "biases nor BatchNorm scale/bias; the reference's dW = grad + wd * W"),
+    Convention(
+        "l2.adamw", "L2 with Adam",
+        "the L2 gradient (lambda / m) W enters Adam's moments",
+        "optax.adamw(weight_decay=1e-4) = chain(scale_by_adam, add_decayed_weights, scale_by_learning_rate): "
+        "decoupled, outside the moments",
+        "not the course's L2: use chain(add_decayed_weights, adam) (row l2.decayed_weights)"),
+    Convention(
+        "l2.decayed_weights", "order of add_decayed_weights",
+        "L2 is part of the gradient, before any optimiser",
+        "add_decayed_weights before scale_by_adam: L2 (adapted); after it: AdamW (decoupled)",
+        "before (remedy_transform); for gd / momentum the order does not matter except through the "
+        "momentum trace (before: decayed gradient traced, as the course)"),
+    Convention(
+        "dropout.keep_prob", "dropout probability",
+        "keep_prob: A * D / keep_prob in training; nothing at eval",
+        "nnx.Dropout(rate): rate is the DROP probability; select(mask, x / (1 - rate), 0); deterministic=True: x",
+        "rate = 1 - keep_prob"),
+    Convention(
+        "dropout.mask", "dropout mask",
+        "D{l} drawn by the reference (NumPy RandomState(1000 + step)); every backend receives it",
+        "nnx.Dropout draws its mask with jax.random.bernoulli from an nnx.Rngs stream",
+        "idiomatic.InjectedDropout: nnx.Dropout's formula with the given mask; XLA (CPU) computes its "
+        "x / keep_prob as x * (1 / keep_prob), 1 ulp from the reference's division on about a third of "
+        "the kept entries (nnx.Dropout's own division too)"),
 )
 
 CONVENTIONS_BY_KEY = {c.key: c for c in CONVENTIONS}

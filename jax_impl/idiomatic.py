@@ -36,7 +36,7 @@ Which stages are captured (last step, NumPy, reference layout):
   Net does: also Zl, Al, dZl = m dJ/dZ^[l], dAl = m dJ/dA^[l]
   a pure apply(params, x): the every-model set.
 """
-from functools import partial
+from functools import lru_cache, partial
 import re
 
 import jax
@@ -50,8 +50,9 @@ from reference.activations import (HIDDEN_ACTIVATIONS, LEAKY_SLOPE, OUTPUT_ACTIV
 from reference.optim import Optimizer
 
 from ._convert import _device
-from .conventions import (dense_layers, leaf_path, optax_transform_for, reference_optimizer_for,
-                          state_to_reference, tree_to_reference)
+from .conventions import (_states as _optax_states, dense_layers, leaf_path, leaves_by_path,
+                          optax_transform_for, reference_optimizer_for, state_to_reference,
+                          tree_to_reference)
 from reference.costs import check_cost
 
 
@@ -423,3 +424,309 @@ def run_idiomatic(parameters, X, Y, batches, hidden="tanh", output="sigmoid",
                           dtype=dtype, device=device, optimizer=optimizer,
                           data_sharding=data_sharding)
     return stages
+
+
+# ---------------------------------------------------------------- the remedies (docs/remedies.md)
+
+class InjectedDropout(nnx.Dropout):
+    """nnx.Dropout's semantics with the mask given rather than drawn: ``rate`` is the DROP
+    probability p = 1 - keep_prob; in train mode the output is
+    ``lax.select(mask, x / keep_prob, 0)`` (nnx.Dropout's own formula), deterministic:
+    x. nnx.Dropout draws its mask with jax.random.bernoulli from an nnx.Rngs stream, which
+    no key makes the reference's ``rand(n, m) < keep_prob`` (NumPy's RandomState); every
+    backend receives the reference's masks as inputs (docs/remedies.md). Divides by the
+    given keep_prob (nnx.Dropout divides by 1 - rate, which need not round back to it);
+    XLA (CPU, eager and jit) turns the division by that constant into a multiplication by
+    its rounded reciprocal, so the result is x * (1 / keep_prob): within one ulp of the
+    reference's A D / keep_prob (convention dropout.mask)."""
+
+    def __init__(self, keep_prob):
+        super().__init__(1.0 - keep_prob)
+        self.keep_prob = keep_prob
+
+    def __call__(self, inputs, mask=None, deterministic=None):
+        deterministic = self.deterministic if deterministic is None else deterministic
+        if deterministic or mask is None or self.keep_prob == 1.0:
+            return inputs
+        return jax.lax.select(mask != 0, inputs / self.keep_prob, jnp.zeros_like(inputs))
+
+
+class RemedyNet(nnx.Module):
+    """The remedies' network as flax users write it (examples are rows); submodules named
+    linear{l}, norm{l} (nnx.BatchNorm(momentum=bn_momentum, epsilon=bn_eps,
+    use_fast_variance=False)), skip{l} (nnx.Linear(use_bias=False), projected skips),
+    drop{l} (InjectedDropout):
+
+        hidden l:  Z = linear{l}(A)  (use_bias=False when batch-normalised);  Zt = norm{l}(Z)
+                   S = A^[l-2] or skip{l}(A^[l-2]);  H = Zt + S ("before");  A = g(H) (+ S "after")
+                   A = drop{l}(A, mask)
+        output:    logits = linear{L}(A)
+
+    ``__call__(x, masks=None, train=True)``: masks {"D{l}": (m, n_l) rows} or None; train
+    False uses the running averages (use_running_average=True) and no dropout. Inside
+    nnx.capture every stage is sown and perturbed under its reference name (as Net)."""
+
+    def __init__(self, layer_dims, remedies, hidden="tanh", output="sigmoid", dtype=jnp.float64,
+                 rngs=None):
+        from reference.remedies import layout
+        check_activation(hidden, HIDDEN_ACTIVATIONS)
+        check_activation(output, OUTPUT_ACTIVATIONS)
+        rngs = nnx.Rngs(0) if rngs is None else rngs
+        dtype = jnp.dtype(dtype)
+        self.hidden, self.output, self.remedies = hidden, output, remedies
+        lay = layout(tuple(layer_dims), remedies)
+        self.L = L = lay["L"]
+        self.bn, self.skips, self.projected = lay["bn"], lay["skips"], lay["projected"]
+        kw = dict(dtype=dtype, param_dtype=dtype, rngs=rngs)
+        for l in range(1, L + 1):
+            setattr(self, f"linear{l}", nnx.Linear(layer_dims[l - 1], layer_dims[l],
+                                                   use_bias=l not in self.bn, **kw))
+            if l in self.bn:
+                setattr(self, f"norm{l}", nnx.BatchNorm(layer_dims[l], momentum=remedies.bn_momentum,
+                                                        epsilon=remedies.bn_eps, use_fast_variance=False,
+                                                        **kw))
+            if l in self.projected:
+                setattr(self, f"skip{l}", nnx.Linear(layer_dims[l - 2], layer_dims[l], use_bias=False, **kw))
+            if l < L and remedies.keep_prob < 1.0:
+                setattr(self, f"drop{l}", InjectedDropout(remedies.keep_prob))
+
+    _record = Net._record
+
+    def __call__(self, x, masks=None, train=True):
+        g = HIDDEN[self.hidden]
+        a, acts = x, {0: x}
+        for l in range(1, self.L):
+            z = self._record(f"Z{l}", getattr(self, f"linear{l}")(a))
+            h = z
+            if l in self.bn:
+                h = self._record(f"Zt{l}", getattr(self, f"norm{l}")(z, use_running_average=not train))
+            s = None
+            if l in self.skips:
+                s = acts[l - 2]
+                s = self._record(f"S{l}", getattr(self, f"skip{l}")(s) if l in self.projected else s)
+                if self.remedies.residual == "before":
+                    h = self._record(f"H{l}", h + s)
+            a = g(h)
+            if s is not None and self.remedies.residual == "after":
+                a = a + s
+            if hasattr(self, f"drop{l}") and masks is not None:
+                a = getattr(self, f"drop{l}")(a, masks[f"D{l}"], deterministic=not train)
+            a = acts[l] = self._record(f"A{l}", a)
+        return getattr(self, f"linear{self.L}")(a)
+
+
+def remedy_paths(model):
+    """{reference name: leaf path} of a RemedyNet's parameters (reference order: per layer
+    W, b or gamma beta, Ws) and running estimates (mu_run{l}, var_run{l})."""
+    params, stats = {}, {}
+    for l in range(1, model.L + 1):
+        params[f"W{l}"] = (f"linear{l}", "kernel")
+        if l in model.bn:
+            params[f"gamma{l}"], params[f"beta{l}"] = (f"norm{l}", "scale"), (f"norm{l}", "bias")
+            stats[f"mu_run{l}"], stats[f"var_run{l}"] = (f"norm{l}", "mean"), (f"norm{l}", "var")
+        else:
+            params[f"b{l}"] = (f"linear{l}", "bias")
+        if l in model.projected:
+            params[f"Ws{l}"] = (f"skip{l}", "kernel")
+    return params, stats
+
+
+def _to_reference(tree, paths, prefix=""):
+    """A params/stats-shaped pytree as {prefix + name: NumPy} in the reference's layout:
+    kernels transposed (W = kernel.T), vectors as columns."""
+    leaves = leaves_by_path(tree)
+    out = {}
+    for k, path in paths.items():
+        v = np.array(leaves[path])
+        out[prefix + k] = v.T if path[-1] == "kernel" else v[:, None]
+    return out
+
+
+def _from_reference(tree, paths, values, dtype):
+    new = {path: (np.asarray(values[k]).T if path[-1] == "kernel" else np.asarray(values[k])[:, 0])
+           for k, path in paths.items() if k in values}
+
+    def put(path, leaf):
+        key = leaf_path(path)
+        if key not in new:
+            return leaf
+        return jax.device_put(np.array(new[key], dtype=dtype, copy=True))
+    return jax.tree_util.tree_map_with_path(put, tree)
+
+
+def weights_mask(params):
+    """True on the L2 term's leaves (every kernel: W and the skips' Ws), False on biases,
+    BatchNorm scales and biases: optax.add_decayed_weights(mask=weights_mask)."""
+    return jax.tree_util.tree_map_with_path(lambda p, _: leaf_path(p)[-1] == "kernel", params)
+
+
+@lru_cache(maxsize=None)
+def remedy_transform(optimizer, dtype, weight_decay):
+    """(decay, tx): tx = optax.chain(add_decayed_weights(weight_decay, weights_mask),
+    the reference optimiser's transformation) (convention l2.decayed_weights: the decay is
+    added to the gradient BEFORE the optimiser, the course's L2, not AdamW's after
+    scale_by_adam); decay = that first link (what it adds is the reference's dW). Without
+    L2 (weight_decay 0): (None, the optimiser alone)."""
+    base = optax_transform_for(optimizer, dtype)
+    if not weight_decay:
+        return None, base
+    decay = optax.add_decayed_weights(weight_decay, mask=weights_mask)
+    return decay, optax.chain(decay, base)
+
+
+_REMEDY_STAGE = re.compile(r"^(Z|Zt|S|H|A)\d+$")
+
+
+def _remedy_named(state):
+    out = {}
+    for path, v in jax.tree_util.tree_flatten_with_path(state)[0]:
+        hits = [n for n in (getattr(k, "key", None) for k in path)
+                if isinstance(n, str) and _REMEDY_STAGE.match(n)]
+        if hits:
+            out[hits[-1]] = v
+    return out
+
+
+def _remedy_step(params, stats, rest, opt_state, x, y, masks, graphdef, decay, tx, loss_fn,
+                 other_loss, output, weight_decay):
+    """One idiomatic update with the remedies (rows), plus what the stages need. The batch
+    statistics are updated inside the differentiated forward and returned as its aux."""
+    m = x.shape[0]
+
+    def forward(params, stats, pert, x):
+        # copy=True: fresh Variables at this trace level (the ones passed in belong to jit's
+        # trace, and nnx.BatchNorm may only update its statistics at the level they were made)
+        model = nnx.merge(graphdef, params, stats, rest, copy=True)
+        logits, inter = nnx.capture(model, nnx.Intermediate, init=pert)(x, masks, True)
+        return logits, inter, nnx.state(model, nnx.BatchStat)
+
+    # zero perturbations shaped like this batch's stages; on a copy, whose batch statistics
+    # this extra forward updates (without copy=True they would be updated twice a step)
+    _, pert = nnx.capture(nnx.merge(graphdef, params, stats, rest, copy=True),
+                          nnx.Perturbation)(x, masks, True)
+
+    def loss_of(params, pert, tap, x, stats):
+        logits, inter, new_stats = forward(params, stats, pert, x)
+        logits = logits + tap
+        return loss_fn(logits, y), (logits, inter, new_stats)
+
+    tap = jnp.zeros((m, y.shape[1]), dtype=x.dtype)
+    (J, (logits, inter, new_stats)), (grads, d_pert, d_tap, d_x) = jax.value_and_grad(
+        loss_of, argnums=(0, 1, 2, 3), has_aux=True)(params, pert, tap, x, stats)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    out = {"J": J, "J_other": other_loss(logits, y), "logits": logits, "AL": OUTPUT[output](logits),
+           "dZL": m * d_tap, "dA0": m * d_x, "inter": _remedy_named(inter),
+           "d_inter": {k: m * v for k, v in _remedy_named(d_pert).items()}}
+    if decay is not None:
+        # what add_decayed_weights adds to the gradient (the reference's dW += lambda/m W),
+        # and the L2 term weight_decay / 2 sum ‖W‖^2 = lambda / 2m sum ‖W‖^2
+        grads, _ = decay.update(grads, decay.init(params), params)
+        kernels = [p for p, w in zip(jax.tree.leaves(params), jax.tree.leaves(weights_mask(params))) if w]
+        out["cost_l2"] = weight_decay / 2 * sum(jnp.sum(k * k) for k in kernels)
+    return new_params, new_stats, opt_state, grads, out
+
+
+_remedy_step_jit = jax.jit(_remedy_step, static_argnames=(
+    "graphdef", "decay", "tx", "loss_fn", "other_loss", "output", "weight_decay"))
+
+
+def _remedy_state(opt_state, paths, optimizer):
+    """t, vdP, sdP in the reference's order (t, then per parameter vd, sd) from an optax state."""
+    kinds = {type(s): s for s in _optax_states(opt_state)}
+    out = {}
+    for cls in (optax.ScaleByAdamState, optax.EmaState, optax.ScaleByScheduleState):
+        if cls in kinds:
+            out["t"] = int(kinds[cls].count)
+            break
+    if optax.ScaleByAdamState in kinds:
+        s = kinds[optax.ScaleByAdamState]
+        vd, sd = _to_reference(s.mu, paths, "vd"), _to_reference(s.nu, paths, "sd")
+        for k in paths:
+            out[f"vd{k}"], out[f"sd{k}"] = vd[f"vd{k}"], sd[f"sd{k}"]
+    elif optax.TraceState in kinds:
+        v = _to_reference(kinds[optax.TraceState].trace, paths, "vd")
+        if optimizer.momentum_form == "ema":
+            v = {k: (1 - optimizer.beta) * a for k, a in v.items()}
+        out.update(v)
+    return out
+
+
+def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh", output="sigmoid",
+                           optimizer=Optimizer(), dtype="float64", device="cpu", *, transform=None):
+    """The remedies' idiomatic JAX path: RemedyNet (nnx.Linear, nnx.BatchNorm, skips,
+    nnx.Dropout's semantics with the reference's masks), optax's stable cross-entropy
+    (make_loss), optax.chain(add_decayed_weights(lambda / m, mask=weights), the reference
+    optimiser's transformation), jax.value_and_grad, one jax.jit step per batch size.
+
+    p0, bn0: the reference's initial parameters and running estimates (NumPy, columns);
+    batches: column indices per update; masks: per update {"D{l}": (n_l, m)} or None.
+    Returns the last update's stages (NumPy, reference names, order, layout) less
+    mu{l}, var{l}, Zn{l} (nnx.BatchNorm returns scale * Zn + bias only) and t' where optax
+    keeps no count. dW{l}, dWs{l} include what add_decayed_weights adds (lambda/m W);
+    cost_l2 = weight_decay / 2 sum ‖W‖^2 from the parameters, added to both costs.
+    nnx.BatchNorm's running variance is the biased one: reference.remedies.ConventionUnsupported
+    (a ValueError; the runner skips the case) for bn_running_var="unbiased" (convention
+    batchnorm.running_var).
+
+    transform(m) -> optax GradientTransformation: replaces remedy_transform (to measure other
+    conventions: an unmasked add_decayed_weights, adamw); its decay is then its own
+    (remedies.l2 is not applied, no cost_l2) and dW, dWs are the loss's gradient. Return the
+    same object for the same m (it is a static argument of the jitted step)."""
+    from netparity.stagenames import remedy_stage_order
+    from reference.remedies import ConventionUnsupported, layer_dims_of, layout
+    if remedies.batch_norm and remedies.bn_running_var != "biased":
+        raise ConventionUnsupported("nnx.BatchNorm's running variance averages the biased batch variance (the one "
+                         f"it normalises with); bn_running_var={remedies.bn_running_var!r} has no flax "
+                         "form: use bn_running_var='biased' (convention 'batchnorm.running_var')")
+    if len(batches) == 0:
+        raise ValueError("batches is empty: give at least one array of column indices")
+    if masks is not None and len(masks) != len(batches):
+        raise ValueError(f"{len(masks)} dropout masks for {len(batches)} updates")
+    dims = layer_dims_of(p0)
+    dev = _device(device)
+    model = nnx.eval_shape(lambda: RemedyNet(dims, remedies, hidden, output, dtype=dtype))
+    ppaths, spaths = remedy_paths(model)
+    graphdef, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    params = jax.device_put(_from_reference(params, ppaths, p0, dtype), dev)
+    stats = jax.device_put(_from_reference(stats, spaths, bn0 or {}, dtype), dev)
+    rest = jax.device_put(rest, dev)
+    Xr, Yr = np.array(X.T, dtype=dtype), np.array(Y.T, dtype=dtype)
+    opt_state = None
+    loss_fn, other = make_loss(output, "stable"), make_loss(output, "literal")
+    for k, idx in enumerate(batches):
+        wd = remedies.l2 / len(idx)
+        if transform is None:
+            decay, tx = remedy_transform(optimizer, jnp.dtype(dtype).name, wd)
+        else:
+            decay, tx, wd = None, transform(len(idx)), 0.0
+        if opt_state is None:
+            opt_state = jax.device_put(jax.jit(tx.init)(params), dev)
+        mk = None
+        if masks is not None and remedies.keep_prob < 1.0:
+            mk = {d: np.array(v.T, dtype=dtype) for d, v in masks[k].items()}
+        x, y, mk = jax.device_put((Xr[idx], Yr[idx], mk), dev)
+        params, stats, opt_state, grads, out = _remedy_step_jit(
+            params, stats, rest, opt_state, x, y, mk, graphdef=graphdef, decay=decay, tx=tx,
+            loss_fn=loss_fn, other_loss=other, output=output, weight_decay=wd)
+    out = jax.device_get(out)
+    L = len(dims) - 1
+    s = {k: v.T for k, v in out["inter"].items()}
+    s[f"Z{L}"], s[f"A{L}"] = out["logits"].T, out["AL"].T
+    l2 = out.get("cost_l2")
+    s["cost_literal"] = out["J_other"] + l2 if l2 is not None else out["J_other"]
+    if l2 is not None:
+        s["cost_l2"], s["cost_stable"] = l2, out["J"] + l2
+    else:
+        s["cost_stable"] = out["J"]
+    s.update({f"d{k}": v.T for k, v in out["d_inter"].items()})
+    s[f"dZ{L}"], s["dA0"] = out["dZL"].T, out["dA0"].T
+    s.update(_to_reference(grads, ppaths, "d"))
+    s.update({f"{k}'": v for k, v in _to_reference(params, ppaths).items()})
+    state = _remedy_state(opt_state, ppaths, optimizer)
+    s.update({f"{k}'": v for k, v in state.items()})
+    s.update({f"{k}'": v for k, v in _to_reference(stats, spaths).items()})
+    lay = layout(tuple(dims), remedies)
+    order = remedy_stage_order(L, lay["bn"], lay["skips"], lay["projected"],
+                               remedies.residual == "before", bool(remedies.l2), list(state))
+    return {k: np.array(s[k]) for k in order if k in s}

@@ -56,6 +56,23 @@ class StageResult:
                 + (f" ({self.note})" if self.note else ""))
 
 
+NO_FINITE_BOUND = ("no finite a-priori bound (the rounding model's bound overflowed): "
+                   "a comparison against it could not fail, so it is not made")
+
+
+def non_finite_bounds(bounds, order):
+    """The stages of ``order`` whose bound (netparity.tolerance) is not finite somewhere
+    (an Unbounded stage is a named outcome, not counted)."""
+    out = []
+    for k in order:
+        b = bounds.get(k)
+        if b is None or isinstance(b, Unbounded):
+            continue
+        if not np.all(np.isfinite(np.asarray(b, dtype=np.float64))):
+            out.append(k)
+    return out
+
+
 def _dtype_name(x):
     return np.asarray(x).dtype.name
 
@@ -83,6 +100,10 @@ def compare_stage(stage, ref, got, bound, dtype, factor=2.0):
     E = np.broadcast_to(np.asarray(bound, dtype=np.float64) * factor, r.shape)
     if r.size == 0:
         return StageResult(stage, True)
+    if not np.all(np.isfinite(E[finite])):
+        # an infinite bound would pass any value, a nan one none: neither is a comparison
+        return StageResult(stage, False, ratio=math.inf, bound=math.inf,
+                           note=NO_FINITE_BOUND)
     # non-finite reference values (the literal cost at saturation) must be matched exactly
     all_finite = bool(finite.all())
     if not all_finite:

@@ -23,7 +23,7 @@ import math
 import sys
 
 from netparity.backends import backend_spec, get_backend, import_error, mirrors, PATHS
-from netparity.compare import ConformanceError, compare_stages, failure_message
+from netparity.compare import ConformanceError, compare_stages, failure_message, non_finite_bounds
 from netparity.stagenames import stages_for_path
 
 # against -> (how a failure message says it, factor on the bound E)
@@ -97,6 +97,13 @@ def skip_reason(case):
         ok, why = backend.compile_status()
         if not ok:
             return f"{case.backend} compiler unavailable here: {why}"
+    if getattr(case, "remedy", "none") != "none":
+        # docs/remedies.md's interface: a backend (or its idiomatic path) that does not have
+        # it yet is a skip naming what is missing, not a crash
+        need = "run_idiomatic_remedies" if case.path == "idiomatic" else "remedy_step"
+        if not callable(getattr(backend, need, None)):
+            return (f"backend {case.backend!r} has no {need} (the remedies' interface, "
+                    f"docs/remedies.md): remedies {case.remedy!r} not run on its {case.path} path")
     return None
 
 
@@ -119,9 +126,21 @@ def run_case(case):
     if reason:
         return CaseResult(case, skipped=reason)
     exp = expected(case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch,
-                   case.steps, case.tf32, getattr(case, "size", "toy"))
-    with precision_mode(tf32=case.tf32):
-        got = run_backend(case)
+                   case.steps, case.tf32, getattr(case, "size", "toy"), getattr(case, "remedy", "none"))
+    unbounded = non_finite_bounds(exp.bounds, stages_for_path(exp.order, case.path, case.optimizer))
+    if unbounded:
+        # the a-priori bounds compound through batch-normalised layers until they overflow
+        # (docs/tolerances.md, "Remedies"): such a case could not fail, so it is not run
+        return CaseResult(case, skipped=(
+            f"no finite a-priori bound for {len(unbounded)} stages (first {unbounded[0]}): the "
+            f"rounding model's bound overflows here (docs/tolerances.md), so the case could not fail"))
+    from reference.remedies import ConventionUnsupported
+    try:
+        with precision_mode(tf32=case.tf32):
+            got = run_backend(case)
+    except ConventionUnsupported as e:
+        # a framework's own layers cannot express the case's convention (docs/remedies.md)
+        return CaseResult(case, skipped=f"{case.backend} {case.path}: {e}")
     return compare_case(case, got, exp)
 
 
@@ -182,7 +201,7 @@ def verdict(ratio):
 def config_key(case):
     """What the columns of one table share: everything but backend, path and device."""
     return (case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch, case.steps,
-            case.tf32, getattr(case, "size", "toy"))
+            case.tf32, getattr(case, "size", "toy"), getattr(case, "remedy", "none"))
 
 
 def config_title(case):
@@ -190,8 +209,10 @@ def config_title(case):
         return case.title
     size = getattr(case, "size", "toy")
     dims = ("" if size == "toy" else f"{size} ") + "x".join(map(str, case.layer_dims()))
+    remedy = getattr(case, "remedy", "none")
     return (f"{case.dtype} {case.hidden}/{case.output} {dims} {case.optimizer} {case.batch} "
-            f"{case.steps} step{'s' if case.steps != 1 else ''}")
+            f"{case.steps} step{'s' if case.steps != 1 else ''}"
+            + ("" if remedy == "none" else f" remedies {remedy}"))
 
 
 def column_name(case):

@@ -15,8 +15,9 @@ import numpy as np
 
 import reference as R
 from netparity.backends import get_backend
-from netparity.stagenames import stage_order
+from netparity.stagenames import remedy_stage_order, stage_order
 from netparity.tolerance import Precision, input_bounds, stage_bounds
+from netparity.tolerance_remedies import remedy_stage_bounds
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,32 @@ SIZES = {
     "medium": Size({"deep": (256, 256)}, {"sigmoid": "blobs784_binary", "softmax": "blobs784"}),
 }
 ARCHS = SIZES["toy"].archs   # the toy architectures (the default size's)
+# the remedies' deeper toy nets (docs/remedies.md): skips enter hidden layers 3 and 5;
+# "res" has equal widths (identity skips A1 -> 3, A3 -> 5), "proj" a projected skip
+# (Ws3 is 4x8: A1 -> 3) and an identity one (A3 -> 5). The toy "deep" (2-4-4-3-1) has one
+# projected skip (Ws3, 3x4). Not in SIZES: the core matrix does not run them.
+REMEDY_ARCHS = {"res": (8, 8, 8, 8, 8), "proj": (8, 6, 4, 4, 4)}
+# the remedy axis: a short name -> the Remedies of docs/remedies.md ("none": the plain
+# network, the core matrix's cases)
+REMEDY_CONFIGS = {
+    "none": R.Remedies(),
+    "bn": R.Remedies(batch_norm=True),
+    "res": R.Remedies(residual="before"),
+    "resafter": R.Remedies(residual="after"),
+    "l2": R.Remedies(l2=0.7),
+    "drop": R.Remedies(keep_prob=0.8),
+    "drophalf": R.Remedies(keep_prob=0.5),
+    "bntorch": R.Remedies(batch_norm=True, bn_running_var="unbiased"),
+    "all": R.Remedies(batch_norm=True, residual="before", l2=0.7, keep_prob=0.8),
+    # torch's running-variance convention (nn.BatchNorm1d has no biased form; flax no unbiased)
+    "alltorch": R.Remedies(batch_norm=True, residual="before", l2=0.7, keep_prob=0.8,
+                           bn_running_var="unbiased"),
+}
+
+
+def archs_of(size):
+    """The architectures a case of ``size`` may name (the toy size also has REMEDY_ARCHS)."""
+    return {**SIZES[size].archs, **REMEDY_ARCHS} if size == "toy" else SIZES[size].archs
 BATCH_SIZES = {"full": None, "mini": 64, "sgd": 1}
 OPTIMIZER_CONFIGS = {
     "gd": R.Optimizer("gd", learning_rate=0.5),
@@ -59,6 +86,7 @@ class Case:
     steps: int = 1
     tf32: bool = False
     size: str = "toy"             # one of SIZES
+    remedy: str = "none"          # one of REMEDY_CONFIGS
 
     @property
     def data(self):
@@ -66,7 +94,11 @@ class Case:
 
     def layer_dims(self):
         X, Y = dataset(self.data)
-        return (X.shape[0],) + SIZES[self.size].archs[self.arch] + (Y.shape[0],)
+        return (X.shape[0],) + archs_of(self.size)[self.arch] + (Y.shape[0],)
+
+    @property
+    def remedies(self):
+        return REMEDY_CONFIGS[self.remedy]
 
     @property
     def id(self):
@@ -74,7 +106,8 @@ class Case:
         dims = ("" if self.size == "toy" else f"{self.size}-") + "x".join(map(str, self.layer_dims()))
         prec = "tf32" if self.tf32 else self.dtype
         return (f"{self.backend}-{self.path}-{self.device}-{prec}-{self.hidden}-{self.output}-{dims}"
-                f"-{self.optimizer}-{self.batch}-{self.steps}step")
+                f"-{self.optimizer}-{self.batch}-{self.steps}step"
+                + ("" if self.remedy == "none" else f"-{self.remedy}"))
 
     def context(self):
         return {"case": self.id}
@@ -90,7 +123,15 @@ def dataset(name):
 
 def initial_parameters(case):
     init = "article" if case.arch == "shallow" else "xavier"
+    remedy = getattr(case, "remedy", "none")
+    if remedy != "none":  # the same W draws, plus gamma/beta and Ws (docs/remedies.md)
+        return R.initialize_remedy_network(case.layer_dims(), REMEDY_CONFIGS[remedy], init=init, seed=1)
     return R.initialize_network(case.layer_dims(), init=init, seed=1)
+
+
+def case_masks(case, k, m):
+    """The dropout masks of step k on a batch of m examples (NumPy float64 0/1), or None."""
+    return R.step_masks(case.layer_dims(), m, case.remedies.keep_prob, k)
 
 
 def batch_sequence(case):
@@ -138,6 +179,8 @@ def run_backend(case):
     backend = get_backend(case.backend)
     X, Y = dataset(case.data)
     optimizer = OPTIMIZER_CONFIGS[case.optimizer]
+    if getattr(case, "remedy", "none") != "none":
+        return run_backend_remedies(case, backend, X, Y, optimizer)
     if case.path == "idiomatic":
         # the framework's own modules and optimisers, from the same weights, data and batches
         return backend.run_idiomatic(initial_parameters(case), X, Y, batch_sequence(case),
@@ -157,6 +200,35 @@ def run_backend(case):
     return out
 
 
+def run_backend_remedies(case, backend, X, Y, optimizer):
+    """A remedy case (docs/remedies.md): ``backend.remedy_step(path, ...)`` per batch, the
+    reference's masks of each step converted with the backend's own from_numpy; the
+    idiomatic path gets NumPy (weights, running state, data, the masks of every step) and
+    runs ``backend.run_idiomatic_remedies``."""
+    rem = case.remedies
+    p0 = initial_parameters(case)
+    bn0 = R.init_bn_state(p0)
+    batches = batch_sequence(case)
+    if case.path == "idiomatic":
+        masks = [case_masks(case, k, len(idx)) for k, idx in enumerate(batches)]
+        return backend.run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, rem, case.hidden,
+                                              case.output, optimizer, case.dtype, case.device)
+    params = backend.tree_from_numpy(p0, case.dtype, case.device)
+    bn = backend.tree_from_numpy(bn0, case.dtype, case.device)
+    state = backend.init_optimizer_state(params, optimizer)
+    Xd = backend.from_numpy(X, case.dtype, case.device)
+    Yd = backend.from_numpy(Y, case.dtype, case.device)
+    out = {}
+    for k, idx in enumerate(batches):
+        masks = case_masks(case, k, len(idx))
+        Md = None if masks is None else {n: backend.from_numpy(v, case.dtype, case.device)
+                                         for n, v in masks.items()}
+        Ii = backend.from_numpy(idx, None, case.device)
+        out, params, bn, state = backend.remedy_step(case.path, params, bn, state, Xd[:, Ii], Yd[:, Ii],
+                                                     rem, case.hidden, case.output, optimizer, Md)
+    return {k: _np(backend, v) for k, v in out.items()}
+
+
 @dataclass
 class Expected:
     ref: dict            # the reference in the case's dtype
@@ -168,17 +240,23 @@ class Expected:
     costs_bound: list = field(default_factory=list)   # ... and its bound E
 
 
-def expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32=False, size="toy"):
+def expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32=False, size="toy",
+             remedy="none"):
     """Reference (same dtype), float64 oracle and bounds for a configuration, shared by
     every backend, path and device of that configuration (cached)."""
     cached = _expected_toy if size == "toy" else _expected_big
-    return cached(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size)
+    return cached(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size, remedy)
 
 
-def _expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size):
+def _expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size, remedy="none"):
     case = Case("numpy", dtype=dtype, hidden=hidden, output=output, arch=arch,
-                optimizer=optimizer, batch=batch, steps=steps, tf32=tf32, size=size)
+                optimizer=optimizer, batch=batch, steps=steps, tf32=tf32, size=size, remedy=remedy)
     X, Y = dataset(case.data)
+    if remedy != "none":
+        masks = [case_masks(case, k, len(idx)) for k, idx in enumerate(batch_sequence(case))]
+        return expected_for_remedies(initial_parameters(case), X, Y, batch_sequence(case), masks,
+                                     hidden, output, OPTIMIZER_CONFIGS[optimizer], dtype,
+                                     case.remedies, tf32)
     return expected_for(initial_parameters(case), X, Y, batch_sequence(case), hidden, output,
                         OPTIMIZER_CONFIGS[optimizer], dtype, tf32)
 
@@ -220,3 +298,40 @@ def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False
             lst.append(float(v["cost_stable"]))
     L = len(p0) // 2
     return Expected(ref, oracle, bounds, stage_order(L, list(s64)), *costs)
+
+
+def expected_for_remedies(p0, X, Y, batches, masks, hidden, output, optimizer, dtype, remedies,
+                          tf32=False):
+    """``expected_for`` with the remedies: the reference's run of ``batches`` from the float64
+    parameters ``p0`` (initialize_remedy_network's) and fresh running estimates, step k with
+    the dropout masks ``masks[k]`` (NumPy 0/1, or None); the last step's stages in ``dtype``
+    and in float64, and every stage's bound (netparity/tolerance_remedies.py), carried
+    through the steps (parameters, optimiser state and running estimates)."""
+    from reference.remedies import layer_dims_of, layout
+    prec = Precision(dtype, tf32)
+    bn0 = R.init_bn_state(p0)
+    p_ref, bn_ref = R.tree_from_numpy(p0, dtype), R.tree_from_numpy(bn0, dtype)
+    s_ref = R.init_optimizer_state(p_ref, optimizer)
+    p64, bn64, s64 = p0, bn0, R.init_optimizer_state(p0, optimizer)
+    E_P = input_bounds(p0, prec)
+    E_S = {k: 0.0 if k == "t" else np.zeros_like(v) for k, v in s64.items()}
+    E_BN = {k: np.zeros_like(v) for k, v in bn0.items()}   # 0 and 1: exact in every dtype
+    costs = ([], [], [])
+    ref = oracle = bounds = {}
+    for idx, D in zip(batches, masks):
+        Xb, Yb = X[:, idx], Y[:, idx]
+        ref, p_ref, bn_ref, s_ref = R.remedy_step("manual", p_ref, bn_ref, s_ref, Xb.astype(dtype),
+                                                  Yb.astype(dtype), remedies, hidden, output,
+                                                  optimizer, D)
+        oracle, new64, newbn64, news64 = R.remedy_step("manual", p64, bn64, s64, Xb, Yb, remedies,
+                                                       hidden, output, optimizer, D)
+        bounds, E_P, E_S, E_BN = remedy_stage_bounds(
+            p64, s64, bn64, Xb, Yb, oracle, new64, news64, newbn64, E_P, E_S, E_BN, hidden,
+            output, optimizer, remedies, D, prec)
+        p64, bn64, s64 = new64, newbn64, news64
+        for lst, v in zip(costs, (ref, oracle, bounds)):
+            lst.append(float(v["cost_stable"]))
+    lay = layout(layer_dims_of(p0), remedies)
+    order = remedy_stage_order(lay["L"], lay["bn"], lay["skips"], lay["projected"],
+                               remedies.residual == "before", remedies.l2 > 0, list(s64))
+    return Expected(ref, oracle, bounds, order, *costs)

@@ -15,6 +15,8 @@ from .network import predict as network_predict
 from .optim import (OPTIMIZERS, SCHEDULES, Optimizer, init_optimizer_state, learning_rate_at,
                     optimizer_step)
 from .training import (COSTS, NonFiniteError, train_step, train, gradient_norms)
+from .remedies import (Remedies, initialize_remedy_network, init_bn_state, dropout_masks,
+                       step_masks, remedy_forward, remedy_cost, remedy_backward, remedy_step)
 
 NAME = "numpy"
 from .backend import (GRAD_PATHS, devices, compile_status, from_numpy, to_numpy, tree_from_numpy,

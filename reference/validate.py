@@ -713,6 +713,181 @@ def _v_batch_order(a, ops):
     check_seed(a["seed"] + a["epoch"], "seed + epoch")
 
 
+# ---------------------------------------------------------------- the remedies (docs/remedies.md)
+
+def check_remedies(remedies):
+    from .remedies import Remedies
+    if not isinstance(remedies, Remedies):
+        raise TypeError(f"remedies must be a reference.Remedies, got {type(remedies).__name__}")
+
+
+def check_remedy_parameters(parameters, remedies, ops, finite=True):
+    """W1 ... WL chained; per hidden layer b{l} (n_l, 1), or gamma{l} beta{l} (n_l, 1) where
+    batch-normalised; Ws{l} (n_l, n_{l-2}) where the skip is projected; the output layer's
+    b{L}; nothing else; one float dtype. Returns (layout, dtype name)."""
+    from .remedies import layout
+    if not isinstance(parameters, dict):
+        raise TypeError(f"parameters must be a dict of arrays, got {type(parameters).__name__}")
+    idx = [int(k[1:]) for k in map(str, parameters) if re.match(r"^W[1-9][0-9]*$", k)]
+    L = max(idx, default=0)
+    if L == 0:
+        raise ValueError("parameters: no layers (expected keys W1 ... WL, see docs/remedies.md)")
+    for l in range(1, L + 1):
+        if f"W{l}" not in parameters:
+            raise ValueError(f"parameters: missing W{l}")
+        check_array(f"parameters: W{l}", parameters[f"W{l}"], ops)
+    dims = (int(parameters["W1"].shape[1]),) + tuple(int(parameters[f"W{l}"].shape[0]) for l in range(1, L + 1))
+    lay = layout(dims, remedies)
+    want = {}
+    for l in range(1, L + 1):
+        want[f"W{l}"] = (dims[l], dims[l - 1])
+        for k in ((f"gamma{l}", f"beta{l}") if l in lay["bn"] else (f"b{l}",)):
+            want[k] = (dims[l], 1)
+        if l in lay["projected"]:
+            want[f"Ws{l}"] = (dims[l], dims[l - 2])
+    missing = [k for k in want if k not in parameters]
+    extra = [str(k) for k in parameters if k not in want]
+    if missing or extra:
+        parts = ([f"missing {' '.join(missing)}"] if missing else []) + \
+                ([f"unexpected {' '.join(extra)}"] if extra else [])
+        raise ValueError(f"parameters: {'; '.join(parts)} for these remedies (expected "
+                         f"{' '.join(want)}; build them with initialize_remedy_network)")
+    dt0 = ops.dtype_name(parameters["W1"])
+    for k, shape in want.items():
+        dt = check_array(f"parameters: {k}", parameters[k], ops)
+        if dt != dt0:
+            raise TypeError(f"parameters: {k} has dtype {dt} but W1 has {dt0}; all "
+                            "parameters must share one dtype")
+        if shape_of(parameters[k]) != shape:
+            raise ValueError(f"parameters: {k} has shape {shape_of(parameters[k])}, expected {shape}")
+        if 0 in shape:
+            raise ValueError(f"parameters: {k} has shape {shape}; layers need at least one unit")
+        if finite:
+            check_finite(f"parameters: {k}", parameters[k], ops)
+    return lay, dt0
+
+
+def check_bn_state(bn_state, parameters, lay, ops):
+    if not lay["bn"]:
+        if bn_state is not None and not isinstance(bn_state, dict):
+            raise TypeError(f"bn_state must be a dict (or None), got {type(bn_state).__name__}")
+        return
+    if not isinstance(bn_state, dict):
+        raise TypeError(f"bn_state must be a dict of arrays (init_bn_state), got {type(bn_state).__name__}")
+    for l in lay["bn"]:
+        for k in (f"mu_run{l}", f"var_run{l}"):
+            if k not in bn_state:
+                raise ValueError(f"bn_state: missing {k} (make it with init_bn_state)")
+            check_array(f"bn_state: {k}", bn_state[k], ops)
+            if shape_of(bn_state[k]) != shape_of(parameters[f"gamma{l}"]):
+                raise ValueError(f"bn_state: {k} has shape {shape_of(bn_state[k])}, expected "
+                                 f"{shape_of(parameters[f'gamma{l}'])}")
+
+
+def check_masks(masks, lay, dims, m, remedies, ops):
+    """None, or D1 ... D{L-1} shaped (n_l, m) (any float dtype: 0/1 casts exactly), and
+    only with dropout: masks given with keep_prob == 1 mean the caller expected dropout
+    that would silently not happen (every backend refuses them, the same way)."""
+    if masks is None:
+        return
+    if not remedies.dropout:
+        raise ValueError("dropout masks were given but keep_prob is 1 (no dropout): pass masks=None")
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks must be a dict of arrays (dropout_masks) or None, got {type(masks).__name__}")
+    for l in range(1, lay["L"]):
+        k = f"D{l}"
+        if k not in masks:
+            raise ValueError(f"masks: missing {k} (make them with dropout_masks / step_masks)")
+        check_array(f"masks: {k}", masks[k], ops)
+        if shape_of(masks[k]) != (dims[l], m):
+            raise ValueError(f"masks: {k} has shape {shape_of(masks[k])}, expected {(dims[l], m)}")
+    extra = sorted(set(masks) - {f"D{l}" for l in range(1, lay["L"])})
+    if extra:
+        raise ValueError(f"masks: unexpected {', '.join(map(str, extra))} (the hidden layers' "
+                         f"masks are D1 ... D{lay['L'] - 1})")
+
+
+def _remedy_data(a, ops, Y=True, masks=True):
+    check_remedies(a["remedies"])
+    lay, dt = check_remedy_parameters(a["parameters"], a["remedies"], ops)
+    m = check_X(a["X"], a["parameters"], ops)
+    L = lay["L"]
+    dims = (int(a["parameters"]["W1"].shape[1]),) + tuple(
+        int(a["parameters"][f"W{l}"].shape[0]) for l in range(1, L + 1))
+    if Y:
+        check_Y(a["Y"], (dims[-1], m), dt, a["output"], ops)
+    if masks:
+        check_masks(a.get("masks"), lay, dims, m, a["remedies"], ops)
+    return lay, m
+
+
+def _v_initialize_remedy_network(a, ops):
+    _v_initialize_network(a, ops)
+    check_remedies(a["remedies"])
+
+
+def _v_init_bn_state(a, ops):
+    check_tree(a["parameters"], ops)
+
+
+def _v_dropout_masks(a, ops):
+    check_layer_dims(a["layer_dims"])
+    check_count("m", a["m"], 1)
+    kp = a["keep_prob"]
+    if isinstance(kp, bool) or not isinstance(kp, (int, float, np.integer, np.floating)) \
+            or not 0 < kp <= 1:
+        raise ValueError(f"keep_prob must be a number in (0, 1], got {kp!r}")
+    if "seed" in a:
+        check_seed(a["seed"])
+    if "k" in a:
+        check_count("k", a["k"], 0)
+
+
+def _v_remedy_forward(a, ops):
+    check_names(a["hidden"], a["output"])
+    lay, _ = _remedy_data(a, ops, Y=False)
+    check_bn_state(a["bn_state"], a["parameters"], lay, ops)
+
+
+def _v_remedy_cost(a, ops):
+    check_names(output=a["output"])
+    check_remedies(a["remedies"])
+    lay, dt = check_remedy_parameters(a["parameters"], a["remedies"], ops)
+    L = lay["L"]
+    cache = a["cache"]
+    if not isinstance(cache, dict) or f"Z{L}" not in cache:
+        raise ValueError(f"cache: missing Z{L} (pass the cache that remedy_forward returned)")
+    check_Y(a["Y"], shape_of(cache[f"Z{L}"]), dt, a["output"], ops, against=f"the shape of Z{L}")
+
+
+def _v_remedy_backward(a, ops):
+    check_names(a["hidden"], a["output"])
+    lay, m = _remedy_data(a, ops)
+    cache = a["cache"]
+    if not isinstance(cache, dict):
+        raise TypeError(f"cache must be a dict of arrays, got {type(cache).__name__}")
+    want = [f"Z{l}" for l in range(1, lay["L"] + 1)] + [f"A{l}" for l in range(1, lay["L"] + 1)]
+    want += [f"{p}{l}" for l in lay["bn"] for p in ("var", "Zn")]
+    missing = [k for k in want if k not in cache]
+    if missing:
+        raise ValueError(f"cache: missing {' '.join(missing)} (pass the cache that the "
+                         "train-mode remedy_forward returned for these parameters and X)")
+
+
+def _v_remedy_backward_autodiff(a, ops):
+    check_names(a["hidden"], a["output"])
+    lay, _ = _remedy_data(a, ops)
+    check_bn_state(a["bn_state"], a["parameters"], lay, ops)
+
+
+def _v_remedy_step(a, ops):
+    check_names(a["hidden"], a["output"])
+    check_optimizer(a["optimizer"])
+    lay, _ = _remedy_data(a, ops)
+    check_bn_state(a["bn_state"], a["parameters"], lay, ops)
+    check_state(a["opt_state"], a["parameters"], a["optimizer"], ops)
+
+
 VALIDATORS = {
     "network_forward": _v_network_forward,
     "network_backward": _v_network_backward,
@@ -749,6 +924,15 @@ VALIDATORS = {
     "save_weights": _v_save_weights,
     "load_weights": _v_load_weights,
     "batch_order": _v_batch_order,
+    "initialize_remedy_network": _v_initialize_remedy_network,
+    "init_bn_state": _v_init_bn_state,
+    "dropout_masks": _v_dropout_masks,
+    "step_masks": _v_dropout_masks,
+    "remedy_forward": _v_remedy_forward,
+    "remedy_cost": _v_remedy_cost,
+    "remedy_backward": _v_remedy_backward,
+    "remedy_backward_autodiff": _v_remedy_backward_autodiff,
+    "remedy_step": _v_remedy_step,
 }
 
 

@@ -491,10 +491,14 @@ PUBLIC_EXEMPT = {
     "one_hot": "reference.data: a helper on NumPy label vectors",
     "to_numpy": "the way out: any array-like in, a NumPy copy out",
     "Optimizer": "a class: checks every hyper-parameter in __post_init__",
+    "Remedies": "a class (the reference's, re-exported): checks every field in __post_init__",
     "NonFiniteError": "an exception class",
     "Net": "the idiomatic path's nn.Module / nnx.Module class: checks its activations in __init__",
     "run_idiomatic": "the harness's entry point: takes the reference's own NumPy parameters, data and "
                      "batches; its adapter names the layer that does not fit",
+    "run_idiomatic_remedies": "run_idiomatic's remedies entry point (docs/remedies.md): the reference's "
+                              "NumPy parameters, running estimates, data, batches and masks; it checks "
+                              "their counts and the conventions its framework can express",
 }
 
 

@@ -27,9 +27,16 @@ from ._convert import from_numpy, to_numpy, tree_from_numpy, tree_to_numpy
 from .backend import (GRAD_PATHS, devices, compile_status, make_train_step, save_weights,
                       load_weights)
 
+# the remedies (docs/remedies.md): Remedies is the reference's; the draws (weights, dropout
+# masks) are the reference's, converted; validated below like every public function
+from reference.remedies import Remedies  # noqa: E402,F401
+from .remedies import (initialize_remedy_network, init_bn_state, dropout_masks,  # noqa: E402,F401
+                       step_masks, remedy_forward, remedy_cost, remedy_backward,
+                       remedy_backward_autodiff, remedy_step)
+
 # the reference's validation (reference/validate.py, docs/errors.md): same checks, same
 # messages; internal callers (train's loop, compiled steps) use the unvalidated functions
 from reference.validate import guard_api as _guard_api  # noqa: E402
 from .backend import OPS as _OPS  # noqa: E402
 globals().update(_guard_api(globals(), _OPS))
-from .idiomatic import Net, run_idiomatic  # noqa: E402,F401  the idiomatic nn.Module path
+from .idiomatic import Net, run_idiomatic, run_idiomatic_remedies  # noqa: E402,F401  the idiomatic nn.Module path

@@ -117,6 +117,50 @@ CONVENTIONS = (
                "weight rank r by m_r / m: a DDP comm hook multiplying the bucket by m_r / m before the "
                "all-reduce (torch_impl.distributed, mode idiomatic:ddp_weighted), or each rank's loss "
                "times N m_r / m; measured in docs/scale_out.md"),
+    # ---- the remedies (docs/remedies.md); measured by tests/test_remedy_conventions.py
+    Convention("batchnorm.momentum", "batch norm running averages",
+               "r <- mu r + (1 - mu) batch, mu = bn_momentum = 0.9: the weight of the OLD value (the course's EMA)",
+               "nn.BatchNorm1d(momentum=0.1): r <- (1 - momentum) r + momentum batch, the weight of the NEW value "
+               "(momentum=None: the cumulative average)",
+               "momentum = 1 - bn_momentum (torch's default 0.1 is the course's 0.9); BatchNorm1d(momentum=0.9), "
+               "the course's number copied, is bn_momentum = 0.1"),
+    Convention("batchnorm.running_var", "batch norm running variance",
+               "bn_running_var='biased' (default): averages the batch variance it normalises with, (1/m) sum (z - mu)^2",
+               "nn.BatchNorm1d normalises with the biased variance but averages the unbiased m/(m-1) times it",
+               "bn_running_var='unbiased' is torch's; run_idiomatic_remedies raises for 'biased' (no torch option)"),
+    Convention("batchnorm.eps", "batch norm epsilon",
+               "bn_eps = 1e-5 inside the square root: (z - mu) / sqrt(var + eps)",
+               "nn.BatchNorm1d(eps=1e-5), the same placement (Keras' BatchNormalization: epsilon=1e-3)",
+               "eps = bn_eps; a port from Keras needs bn_eps = 1e-3 (it shrinks Zn where var is not >> eps)"),
+    Convention("batchnorm.train_eval", "batch norm train / eval",
+               "remedy_forward(train=True): batch statistics, running averages updated; train=False: the running ones",
+               "model.train() / model.eval() switch every BatchNorm1d (and Dropout); the mode persists on the module",
+               "model.train() for the steps, model.eval() to predict; a forgotten eval() normalises with the test "
+               "batch's statistics and moves the running averages"),
+    Convention("residual.placement", "where the skip is added",
+               "residual='before': A^[l] = g(Z^[l] + S) (the course's a^[l+2] = g(z^[l+2] + a^[l])); 'after': g(Z) + S",
+               "no residual module: the addition is code in forward (torchvision's ResNet adds before its last relu)",
+               "h = zt + s before the activation for 'before'; a = g(zt) + s for 'after' (RemedyNet)"),
+    Convention("l2.weight_decay", "L2 regularisation",
+               "cost + (lambda / 2m) sum ‖W‖^2 over the weight matrices only: dW += (lambda / m) W, never b, gamma, beta",
+               "SGD/Adam(weight_decay=wd) add wd * p to the gradient of EVERY parameter of the group, with a constant wd; "
+               ".grad does not include it",
+               "weight_decay = lambda / m (per batch size) in a group of the weights (W, Ws), weight_decay=0 for "
+               "b, gamma, beta (idiomatic.remedy_optimizer); the reference's dW = .grad + wd * W"),
+    Convention("l2.adamw", "L2 with Adam",
+               "the L2 gradient (lambda / m) W enters Adam's moments (L2, then adapted)",
+               "Adam(weight_decay=wd) is that; AdamW(weight_decay=wd) decays decoupled, p <- p (1 - lr wd), "
+               "outside the moments (default weight_decay=0.01)",
+               "Adam(weight_decay=lambda / m) with the weights' group is the course's; AdamW is another method"),
+    Convention("dropout.keep_prob", "dropout probability",
+               "keep_prob: D = rand < keep_prob, A * D / keep_prob (inverted dropout); no dropout at eval",
+               "nn.Dropout(p): p is the DROP probability; train: x * mask * 1/(1 - p); eval(): identity",
+               "p = 1 - keep_prob (nn.Dropout(0.2) is keep_prob 0.8); nn.Dropout(keep_prob) keeps 1 - keep_prob"),
+    Convention("dropout.mask", "dropout mask",
+               "D{l} drawn by the reference (NumPy RandomState(1000 + step)); every backend receives it",
+               "nn.Dropout draws its mask from torch's global generator (torch.bernoulli); multiplies by the "
+               "rounded 1/(1 - p) where the reference divides by keep_prob",
+               "idiomatic.InjectedDropout: nn.Dropout's semantics with the given mask, dividing by keep_prob"),
 )
 
 CONVENTIONS_BY_KEY = {c.key: c for c in CONVENTIONS}

@@ -35,6 +35,8 @@ from reference.optim import Optimizer
 from ._convert import from_numpy, to_numpy, torch_dtype
 from . import conventions
 from reference.costs import unknown_cost
+from reference.remedies import (ConventionUnsupported, layer_dims_of as remedy_layer_dims,
+                               layout as remedy_layout, skip_layers)
 
 # torch's own activations. Their autograd derivative at z = 0 is the reference's
 # (measured in tests/test_idiomatic_torch.py): torch.relu -> 0, F.leaky_relu -> 0.01.
@@ -383,3 +385,277 @@ def run_idiomatic(parameters, X, Y, batches, hidden="tanh", output="sigmoid", op
                           output, scheduler=scheduler, dtype=dtype, device=device,
                           reference_optimizer=optimizer)
     return stages
+
+
+# ---------------------------------------------------------------- the remedies (docs/remedies.md)
+
+
+class InjectedDropout(nn.Dropout):
+    """nn.Dropout's semantics with the mask given rather than drawn.
+
+    nn.Dropout(p) takes the DROP probability p = 1 - keep_prob; in train mode it returns
+    x * bernoulli(1 - p) / (1 - p), in eval mode x unchanged (convention dropout.keep_prob).
+    It draws its mask from torch's global generator, so no seed makes it the reference's
+    ``D{l} = rand(n, m) < keep_prob`` (NumPy's RandomState): every backend receives the
+    reference's masks as inputs (docs/remedies.md), and this module multiplies by the given
+    one. ``mask``: (m, n) 0/1 rows, set before each forward (``RemedyNet.set_masks``).
+    Divides by ``keep_prob`` itself: 1 - (1 - keep_prob) need not round back to it
+    (1 - (1 - 0.7) = 0.7000000000000001), and nn.Dropout multiplies by the rounded
+    1 / (1 - p) (convention dropout.mask)."""
+
+    def __init__(self, keep_prob):
+        super().__init__(p=1.0 - keep_prob)
+        self.keep_prob = keep_prob
+        self.mask = None
+
+    def forward(self, x):
+        if not self.training or self.keep_prob == 1.0 or self.mask is None:
+            return x
+        return x * self.mask / self.keep_prob
+
+
+class RemedyNet(nn.Module):
+    """The remedies' network as PyTorch users write it (examples are rows):
+
+        hidden l:  Z = linear_l(A)            nn.Linear, bias=False when batch-normalised
+                   Zt = norms[l](Z)           nn.BatchNorm1d(momentum=1 - bn_momentum, eps=bn_eps)
+                   S = A^[l-2] or skips[l](A^[l-2])   (l = 3, 5, ...; projected when widths differ)
+                   H = Zt + S ("before") or Zt;  A = g(H) (+ S, "after");  A = drops[l](A)
+        output:    logits = linear_L(A)
+
+    forward(x) returns the logits (m, n_y). Each named stage passes through ``self.tap``
+    (identity unless an adapter sets ``self.recorder``), the way Net's stages are observed
+    by hooks: Z, Zt, S, H are module code here, not module outputs. Parameters start as
+    nan (the reference's are copied in: ``load_reference``)."""
+
+    def __init__(self, layer_dims, remedies, hidden="tanh", output="sigmoid", dtype=torch.float64,
+                 device="cpu"):
+        super().__init__()
+        check_activation(hidden, HIDDEN_ACTIVATIONS)
+        check_activation(output, OUTPUT_ACTIVATIONS)
+        dtype = torch_dtype(dtype)
+        self.hidden, self.output, self.remedies = hidden, output, remedies
+        self.L = L = len(layer_dims) - 1
+        self.dims = tuple(layer_dims)
+        bn = remedies.batch_norm
+        kw = dict(dtype=dtype, device=device)
+        self.linears = nn.ModuleList(
+            nn.utils.skip_init(nn.Linear, layer_dims[l - 1], layer_dims[l], bias=not (bn and l < L), **kw)
+            for l in range(1, L + 1))
+        self.norms = nn.ModuleDict({
+            str(l): nn.BatchNorm1d(layer_dims[l], eps=remedies.bn_eps, momentum=1.0 - remedies.bn_momentum, **kw)
+            for l in range(1, L)} if bn else {})
+        self.skip_from = {l: l - 2 for l in skip_layers(L, remedies)}
+        self.skips = nn.ModuleDict({
+            str(l): nn.utils.skip_init(nn.Linear, layer_dims[l - 2], layer_dims[l], bias=False, **kw)
+            for l in self.skip_from if layer_dims[l] != layer_dims[l - 2]})
+        self.drops = nn.ModuleDict({str(l): InjectedDropout(remedies.keep_prob) for l in range(1, L)}
+                                   if remedies.keep_prob < 1.0 else {})
+        self.recorder = None
+        with torch.no_grad():
+            for p in self.parameters():
+                p.fill_(float("nan"))
+
+    def tap(self, name, t):
+        if self.recorder is not None:
+            self.recorder(name, t)
+        return t
+
+    def set_masks(self, masks):
+        """The reference's masks {"D1": (n_1, m), ...} (NumPy, columns) for the next forward;
+        None: no dropout (the dropout modules keep None)."""
+        for l, d in self.drops.items():
+            w = self.linears[0].weight
+            d.mask = None if masks is None else from_numpy(np.ascontiguousarray(masks[f"D{l}"].T),
+                                                           w.dtype, w.device)
+
+    def forward(self, x):
+        g = HIDDEN[self.hidden]
+        a, acts = x, {0: x}
+        for l in range(1, self.L):
+            z = self.tap(f"Z{l}", self.linears[l - 1](a))
+            zt = self.tap(f"Zt{l}", self.norms[str(l)](z)) if str(l) in self.norms else z
+            s = None
+            if l in self.skip_from:
+                prev = acts[self.skip_from[l]]
+                s = self.tap(f"S{l}", self.skips[str(l)](prev) if str(l) in self.skips else prev)
+            h = zt + s if s is not None and self.remedies.residual == "before" else zt
+            h = self.tap(f"H{l}", h)
+            a = g(h)
+            if s is not None and self.remedies.residual == "after":
+                a = a + s
+            if str(l) in self.drops:
+                a = self.drops[str(l)](a)
+            a = acts[l] = self.tap(f"A{l}", a)
+        return self.tap(f"Z{self.L}", self.linears[-1](a))
+
+    def reference_parameters(self):
+        """{reference name: Parameter} in the reference's order: per layer W{l}, then b{l}
+        or gamma{l} beta{l}, then Ws{l}."""
+        out = {}
+        for l, lin in enumerate(self.linears, start=1):
+            out[f"W{l}"] = lin.weight
+            if lin.bias is not None:
+                out[f"b{l}"] = lin.bias
+            if str(l) in self.norms:
+                out[f"gamma{l}"], out[f"beta{l}"] = self.norms[str(l)].weight, self.norms[str(l)].bias
+            if str(l) in self.skips:
+                out[f"Ws{l}"] = self.skips[str(l)].weight
+        return out
+
+    def reference_buffers(self):
+        """{"mu_run{l}": running_mean, "var_run{l}": running_var} of every BatchNorm1d."""
+        out = {}
+        for l, bn in self.norms.items():
+            out[f"mu_run{l}"], out[f"var_run{l}"] = bn.running_mean, bn.running_var
+        return out
+
+    @torch.no_grad()
+    def load_reference(self, parameters, bn_state=None):
+        """Copy the reference's parameters (W (n, n_prev) as is, column vectors b, gamma, beta
+        as 1-D) and running estimates into the modules. ValueError when a name or shape
+        does not match."""
+        mine = self.reference_parameters()
+        if set(mine) != set(parameters):
+            raise ValueError(f"the model's parameters are {sorted(mine)}, the reference's {sorted(parameters)}")
+        for k, p in mine.items():
+            v = np.asarray(parameters[k])
+            v = v[:, 0] if p.ndim == 1 else v
+            if tuple(p.shape) != v.shape:
+                raise ValueError(f"{k}: the model's is {tuple(p.shape)}, the reference's {np.shape(parameters[k])}")
+            p.copy_(torch.from_numpy(np.ascontiguousarray(v)))
+        for k, b in self.reference_buffers().items():
+            if bn_state is not None and k in bn_state:
+                b.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(bn_state[k])[:, 0])))
+
+
+def _decayed(name):
+    # the course's L2 term covers every weight matrix (W, skip projections Ws), never b, gamma, beta
+    return name.startswith("W")
+
+
+def remedy_optimizer(model, optimizer):
+    """(torch.optim optimiser, scheduler) for a RemedyNet, by conventions.torch_optimizer_for,
+    with two parameter groups: the weights (W, Ws: the L2 term's, weight_decay set per
+    step to lambda / m, convention l2.weight_decay) and the rest (b, gamma, beta:
+    weight_decay 0). The reference's state names of each parameter are
+    ``model.reference_parameters()``."""
+    named = model.reference_parameters()
+    groups = [{"params": [p for k, p in named.items() if _decayed(k)], "weight_decay": 0.0},
+              {"params": [p for k, p in named.items() if not _decayed(k)], "weight_decay": 0.0}]
+    return conventions.torch_optimizer_for(optimizer, [g for g in groups if g["params"]])
+
+
+class _RemedyCapture:
+    """Records the last step's tapped stages (columns) and their gradients (m dJ/d., columns)."""
+
+    def __init__(self, m):
+        self.m, self.out = m, {}
+
+    def __call__(self, name, t):
+        if name in self.out:
+            return
+        self.out[name] = t.T.detach().clone()
+        if t.requires_grad:
+            t.register_hook(functools.partial(self._grad, "d" + name))
+
+    def _grad(self, key, g):
+        self.out[key] = (self.m * g).T.detach().clone()
+
+
+def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh", output="sigmoid",
+                           optimizer=Optimizer(), dtype="float64", device="cpu", *, make_optimizer=None):
+    """The remedies' idiomatic torch path: RemedyNet (nn.Linear, nn.BatchNorm1d, skips as
+    module code, dropout with nn.Dropout's semantics and the reference's masks), the
+    stable loss of ``make_loss``, torch.optim with weight_decay = lambda / m on the
+    weights' group; ``len(batches)`` updates from the reference's ``p0`` and ``bn0``.
+
+    p0, bn0: the reference's initial parameters and running estimates (NumPy, columns);
+    batches: column indices per update; masks: per update the reference's {"D{l}": (n_l, m)}
+    or None (no dropout). Returns the last update's stages (NumPy, the reference's names,
+    order and layout) that the framework exposes; not: mu{l}, var{l}, Zn{l}
+    (nn.BatchNorm1d returns gamma * Zn + beta only) nor t' for gd and momentum.
+    dW{l}, dWs{l} are .grad + weight_decay * W (what torch.optim adds before using it),
+    cost_l2 = weight_decay / 2 * sum ‖W‖^2, cost_stable = the loss + cost_l2.
+
+    torch's running variance averages the unbiased batch variance (m / (m - 1) var):
+    reference.remedies.ConventionUnsupported (a ValueError; the runner skips the case with
+    its message) unless remedies.bn_running_var == "unbiased" (convention batchnorm.running_var).
+
+    make_optimizer(model) -> torch optimiser: replaces remedy_optimizer (to measure other
+    conventions: weight_decay on every parameter, AdamW); its weight decay is then its own
+    (remedies.l2 is not applied), and dW, dWs are .grad, the loss's gradient.
+    """
+    if remedies.batch_norm and remedies.bn_running_var != "unbiased":
+        raise ConventionUnsupported("nn.BatchNorm1d's running variance averages the unbiased batch variance "
+                         "(m / (m - 1) times the one it normalises with); the reference's "
+                         f"bn_running_var={remedies.bn_running_var!r} has no torch form: use "
+                         "bn_running_var='unbiased' (convention 'batchnorm.running_var')")
+    if len(batches) == 0:
+        raise ValueError("batches is empty: give at least one array of column indices")
+    if masks is not None and len(masks) != len(batches):
+        raise ValueError(f"{len(masks)} dropout masks for {len(batches)} updates")
+    tdtype = torch_dtype(dtype)
+    model = RemedyNet(remedy_layer_dims(p0), remedies, hidden, output, tdtype, device)
+    model.load_reference(p0, bn0)
+    if make_optimizer is None:
+        torch_optimizer, scheduler = remedy_optimizer(model, optimizer)
+        decay_group = torch_optimizer.param_groups[0]
+    else:
+        torch_optimizer, scheduler, decay_group = make_optimizer(model), None, {}
+    named = model.reference_parameters()
+    decayed = {k: p for k, p in named.items() if _decayed(k)}
+    loss_fn = make_loss(output, "stable")
+    model.train()
+    for k, idx in enumerate(batches):
+        m = len(idx)
+        wd = remedies.l2 / m if make_optimizer is None else 0.0
+        decay_group["weight_decay"] = wd
+        x, y = _rows(X, idx, tdtype, device), _rows(Y, idx, tdtype, device)
+        model.set_masks(None if masks is None or remedies.keep_prob == 1.0 else masks[k])
+        last = k == len(batches) - 1
+        if last:
+            x.requires_grad_(True)
+            cap = model.recorder = _RemedyCapture(m)
+            cap("A0", x)
+            before = {n: p.detach().clone() for n, p in named.items()}
+        torch_optimizer.zero_grad()
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        loss.backward()
+        if last:
+            grads = {n: p.grad.detach().clone() for n, p in named.items()}
+        torch_optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    model.recorder = None
+    out = cap.out
+    L = model.L
+    out[f"A{L}"] = output_activation(output, logits.detach()).T
+    costs = reference_costs(logits.detach(), y, output)
+    cost_l2 = wd / 2 * sum((before[n] ** 2).sum() for n in decayed) if decayed else torch.zeros((), dtype=tdtype)
+    out["cost_l2"] = cost_l2
+    out["cost_literal"] = costs["cost_literal"] + cost_l2
+    out["cost_stable"] = loss.detach() + cost_l2
+    for n, g in grads.items():
+        if _decayed(n):
+            g = g + wd * before[n]
+        out[f"d{n}"] = g.reshape(-1, 1) if g.ndim == 1 else g
+    for n, p in named.items():
+        out[f"{n}'"] = p.detach().reshape(-1, 1).clone() if p.ndim == 1 else p.detach().clone()
+    state = conventions.state_to_reference(torch_optimizer, named, optimizer)
+    out.update({f"{k}'": v for k, v in state.items()})
+    out.update({f"{k}'": b.detach().reshape(-1, 1).clone() for k, b in model.reference_buffers().items()})
+    out.pop("A0", None)
+    return {s: _numpy(out[s]) for s in remedy_idiomatic_order(model.dims, remedies, list(state), out)}
+
+
+def remedy_idiomatic_order(layer_dims, remedies, state_keys, have):
+    """The remedies' stage order (netparity.stagenames.remedy_stage_order) restricted to the
+    stages this path emitted (``have``): the batch statistics mu, var and Zn are not exposed
+    by nn.BatchNorm1d / nnx.BatchNorm (they return gamma * Zn + beta only)."""
+    from netparity.stagenames import remedy_stage_order
+    lay = remedy_layout(tuple(layer_dims), remedies)
+    order = remedy_stage_order(lay["L"], lay["bn"], lay["skips"], lay["projected"],
+                               remedies.residual == "before", bool(remedies.l2), state_keys)
+    return [s for s in order if s in have]
