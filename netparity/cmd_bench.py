@@ -467,7 +467,8 @@ def gap_blockers(r, gaps):
               and g["floor_ns_per_column"]), None)
     if g is None:
         return ""
-    return (f"; in the way (gap sweep): one thread reaches at most 1/{g['cores']} of the "
+    return (f"; in the way (gap sweep, best of its runs: {g['us_at_400']:.2f} µs/step at m = 400, "
+            f"where this benchmark's median adds the run's load): one thread reaches at most 1/{g['cores']} of the "
             f"all-cores floor; {g['fixed_us']:.2f} µs/step of fixed cost ({g['kernels']} kernels "
             f"dispatched one after another, {g['fixed_us'] / g['kernels']:.2f} µs each); and "
             f"{g['ns_per_column']:.1f} ns per example against the one-core floor's "
