@@ -247,6 +247,14 @@ def check_report_args(args):
     check_positive("--steps", args.steps)
     refuse_together(args, "steps", "quick", "--quick runs 200 steps")
     check_output_dir("--out", args.out)
+    demo = getattr(args, "demo_backend", "numpy")
+    if demo != "numpy":
+        from netparity.backends import import_error, get_backend
+        why = import_error(demo)
+        if why:
+            raise UsageError(f"--demo-backend {demo}: it does not import here ({why})")
+        if not callable(getattr(get_backend(demo), "remedy_step", None)):
+            raise UsageError(f"--demo-backend {demo}: it has no remedy_step (docs/remedies.md)")
     if given(args, "bench_dir") and not os.path.isdir(args.bench_dir):
         raise UsageError(f"--bench-dir {args.bench_dir!r}: no such directory")
 

@@ -175,6 +175,7 @@ class Demo:
     settings: dict
     layer_dims: tuple
     runs: dict
+    backend: str = "numpy"
 
     def ratio(self, label, step=0):
         """||dW^[1]|| / ||dW^[L]|| at update ``step`` (0: the first) of run ``label``."""
@@ -207,7 +208,7 @@ def vanishing_demo(backend="numpy", configs=None, steps=None, **overrides):
         runs[label] = train_remedies(backend, dims, X, Y, rem, settings["hidden"], output, opt,
                                      settings["steps"], None, settings["seed"],
                                      init=settings["init"])
-    return Demo(settings, dims, runs)
+    return Demo(settings, dims, runs, backend)
 
 
 def demo_figure(demo):
