@@ -53,6 +53,69 @@ def seed_value(text):
     return value
 
 
+def keep_prob_value(text):
+    """argparse type of --keep-prob: inverted dropout's keep probability, in (0, 1]."""
+    import argparse
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= 1):
+        raise argparse.ArgumentTypeError(f"must be a keep probability in (0, 1] (1: no dropout), "
+                                         f"got {text}")
+    return value
+
+
+def l2_value(text):
+    """argparse type of --l2: the L2 regularisation strength lambda, finite and >= 0."""
+    import argparse
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite lambda >= 0, got {text}")
+    return value
+
+
+REMEDY_DESTS = ("batch_norm", "residual", "l2", "keep_prob")
+
+
+def add_remedy_arguments(parser, what):
+    """--batch-norm, --residual {before,after}, --l2 LAMBDA, --keep-prob P (docs/remedies.md):
+    ``what`` says what they apply to, in the help."""
+    g = parser.add_argument_group("remedies (docs/remedies.md)", f"applied to {what}; none given: "
+                                  "the plain network")
+    g.add_argument("--batch-norm", action="store_true",
+                   help="batch-normalise every hidden layer (gamma, beta; no bias)")
+    g.add_argument("--residual", choices=("before", "after"), default=None,
+                   help="a skip from A[l-2] into hidden layers 3, 5, ... (needs >= 3 hidden layers), "
+                        "added before the activation (the course's) or after it")
+    g.add_argument("--l2", type=l2_value, default=None, metavar="LAMBDA",
+                   help="L2 regularisation: + lambda/(2m) sum ||W||^2 in the cost")
+    g.add_argument("--keep-prob", type=keep_prob_value, default=None, metavar="P",
+                   help="inverted dropout on the hidden layers, keeping each unit with probability P")
+
+
+def remedies_of(args):
+    """The ``Remedies`` the remedy flags ask for, or None when none was given (then the
+    command runs exactly as without them)."""
+    if not any(getattr(args, d, None) not in (None, False) for d in REMEDY_DESTS):
+        return None
+    from netparity.remedy_training import remedies_from_flags
+    return remedies_from_flags(args.batch_norm, args.residual, args.l2, args.keep_prob)
+
+
+def check_remedies_fit(remedies, dims, where):
+    """The remedies can build the network ``dims``: --residual needs a hidden layer 3."""
+    from netparity.remedy_training import skip_problem
+    problem = skip_problem(dims, remedies)
+    if problem:
+        raise UsageError(f"--residual: {problem}{where}")
+
+
 def check_positive(option, values):
     for v in values if isinstance(values, (list, tuple)) else [values]:
         if v is not None and v <= 0:
@@ -135,6 +198,20 @@ def check_train_args(args, backends):
         if getattr(args, dest, None) is not None and args.lr_decay is None:
             raise UsageError(f"{_flag(dest)} shapes the decay of --lr-decay RATE and has no effect "
                              "without it")
+    remedies = remedies_of(args)
+    if remedies is not None:
+        check_remedies_fit(remedies, dims, " (--layers)")
+        if remedies.batch_norm:
+            sizes = [len(i) for i in ref.batch_order(X.shape[1], args.batch_size)]
+            if min(sizes) < 2:
+                raise UsageError(f"--batch-norm normalises over each batch, and a batch of "
+                                 f"{min(sizes)} example has variance 0 (every unit would be beta): "
+                                 f"--batch-size {args.batch_size} on m = {X.shape[1]} leaves one; "
+                                 "choose a size that leaves batches of at least 2")
+        missing = [name for name, bk in backends.items() if not callable(getattr(bk, "remedy_step", None))]
+        if missing:
+            raise UsageError(f"backend {missing[0]!r} has no remedy_step: it cannot train with "
+                             "--batch-norm/--residual/--l2/--keep-prob")
     for name, bk in backends.items():
         check_device("--device", bk, args.device)
     if args.plot is not None:
@@ -170,6 +247,14 @@ def check_report_args(args):
     check_positive("--steps", args.steps)
     refuse_together(args, "steps", "quick", "--quick runs 200 steps")
     check_output_dir("--out", args.out)
+    demo = getattr(args, "demo_backend", "numpy")
+    if demo != "numpy":
+        from netparity.backends import import_error, get_backend
+        why = import_error(demo)
+        if why:
+            raise UsageError(f"--demo-backend {demo}: it does not import here ({why})")
+        if not callable(getattr(get_backend(demo), "remedy_step", None)):
+            raise UsageError(f"--demo-backend {demo}: it has no remedy_step (docs/remedies.md)")
     if given(args, "bench_dir") and not os.path.isdir(args.bench_dir):
         raise UsageError(f"--bench-dir {args.bench_dir!r}: no such directory")
 

@@ -13,7 +13,7 @@ import os
 import sys
 
 from netparity.backends import PATHS, REGISTRY, mirrors
-from netparity.cli_checks import UsageError
+from netparity.cli_checks import UsageError, add_remedy_arguments, remedies_of
 from netparity.runner import DEFAULT_PATHS, DTYPES
 
 GREEN, YELLOW, RED, BOLD, RESET = "\033[32m", "\033[33m", "\033[31m", "\033[1m", "\033[0m"
@@ -21,7 +21,7 @@ GREEN, YELLOW, RED, BOLD, RESET = "\033[32m", "\033[33m", "\033[31m", "\033[1m",
 
 def add_arguments(parser):
     import reference as R
-    from netparity.stages import BATCH_SIZES, OPTIMIZER_CONFIGS, SIZES
+    from netparity.stages import BATCH_SIZES, OPTIMIZER_CONFIGS, REMEDY_ARCHS, SIZES
 
     from netparity.cli import HelpFormatter
     parser.formatter_class = HelpFormatter
@@ -43,9 +43,11 @@ def add_arguments(parser):
                         help="size(s) (repeatable; default: toy = the article's nets on 2-D data; "
                              "medium = 784-256-256-10/-1 on 8000 examples)")
     parser.add_argument("--arch", action="append", default=None,
-                        choices=sorted({a for s in SIZES.values() for a in s.archs}),
+                        choices=sorted({a for s in SIZES.values() for a in s.archs} | set(REMEDY_ARCHS)),
                         help="architecture(s) (repeatable; default: the size's first: the toy "
-                             "shallow = the article's 2-4-1, the medium deep)")
+                             "shallow = the article's 2-4-1, the medium deep; with a remedy flag "
+                             "deep (toy: 2-4-4-3-1); res (2-8-8-8-8-8-1) and proj (2-8-6-4-4-4-1) "
+                             "only with a remedy flag)")
     parser.add_argument("--optimizer", action="append", choices=list(OPTIMIZER_CONFIGS), default=None,
                         help="optimiser(s) (repeatable; default: gd)")
     from netparity.distributed import DP_BATCH_SIZES
@@ -63,12 +65,48 @@ def add_arguments(parser):
                         help="also write the results (and the environment fingerprint) as JSON")
     parser.add_argument("--no-color", action="store_true", help="no ANSI colours")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_remedy_arguments(parser, "every selected case (Case.remedy: the reference's and each "
+                                 "path's remedy_step, bounds of netparity/tolerance_remedies.py)")
 
 
-def selected_cases(args):
+def selected_cases(args, remedy="none"):
+    """The cases of the command line; with ``remedy`` (a REMEDY_CONFIGS name) every case
+    runs it, on the selected architectures (default deep) including the remedies' own."""
     from netparity.runner import select_cases
-    return select_cases(args.backend, args.path, args.device, args.dtype, args.hidden, args.output,
-                        args.arch, args.optimizer, args.batch, args.steps, args.size)
+    if remedy == "none":
+        return select_cases(args.backend, args.path, args.device, args.dtype, args.hidden, args.output,
+                            args.arch, args.optimizer, args.batch, args.steps, args.size)
+    from dataclasses import replace
+    from netparity.stages import archs_of
+    base = select_cases(args.backend, args.path, args.device, args.dtype, args.hidden, args.output,
+                        None, args.optimizer, args.batch, args.steps, args.size)
+    return [replace(c, arch=a, remedy=remedy) for c in base for a in args.arch or ["deep"]
+            if a in archs_of(c.size)]
+
+
+def check_remedy_cases(args, cases, remedies):
+    """Before any work: the remedies fit every selected network (a residual needs three
+    hidden layers), batch norm has batches of at least 2, nothing is silently ignored."""
+    from netparity.remedy_training import skip_problem
+    from netparity.stages import BATCH_SIZES
+    if args.data_parallel is not None:
+        raise UsageError("--data-parallel does not run the remedies (its cases are the plain "
+                         "network's); drop --data-parallel or the remedy flags")
+    for c in cases:
+        problem = skip_problem(c.layer_dims(), remedies)
+        if problem:
+            raise UsageError(f"--residual: {problem} (--arch {c.arch}; try --arch deep, res or proj)")
+        if remedies.batch_norm and BATCH_SIZES[c.batch] == 1:
+            raise UsageError("--batch-norm normalises over each batch: --batch sgd (batches of 1 "
+                             "example, variance 0) has nothing to normalise; use full or mini")
+
+
+def _check_archs(args):
+    from netparity.stages import REMEDY_ARCHS
+    bad = [a for a in args.arch or [] if a in REMEDY_ARCHS]
+    if bad:
+        raise UsageError(f"--arch {bad[0]} is one of the remedies' nets: it needs a remedy flag "
+                         "(--batch-norm, --residual, --l2, --keep-prob)")
 
 
 # ---------------------------------------------------------------------------- output
@@ -196,13 +234,23 @@ def case_work(case):
 def run(args):
     from netparity.cli_checks import check_check_args
     check_check_args(args)  # arguments and the --json path, before any work (exit 2)
+    remedies = remedies_of(args)
+    if remedies is None:
+        _check_archs(args)
+    elif args.data_parallel is not None:
+        check_remedy_cases(args, [], remedies)
     if args.data_parallel is not None:
         from netparity.distributed import run_check
         return run_check(args)
     from netparity.stages import BATCH_SIZES
     if any(b not in BATCH_SIZES for b in args.batch or []):
         raise UsageError("--batch odd (unequal shards) needs --data-parallel N")
-    cases = selected_cases(args)
+    if remedies is None:
+        cases = selected_cases(args)
+    else:
+        from netparity.remedy_training import remedy_config_name
+        cases = selected_cases(args, remedy_config_name(remedies))
+        check_remedy_cases(args, cases, remedies)
     if not cases:
         print("netparity check: no case selected", file=sys.stderr)
         return 2

@@ -9,8 +9,12 @@ compute that stage; what the numbers mean (a glossary and worked numbers: summat
 order, the cancellation in db, fused multiply-add, the autodiff x m convention); the
 course's nine functions side by side in every implementation (netparity.sidebyside),
 read from the project's own source; the cost curves with their drift against the
-one-ulp shadow-run envelope; the decision boundaries; and the latest benchmark results,
-labelled with the date and machine they come from.
+one-ulp shadow-run envelope; the decision boundaries; the vanishing-gradient demonstration
+(netparity.remedy_training: a deep sigmoid network's per-layer gradient norms and cost
+with and without batch norm and residual connections); and the latest benchmark results,
+labelled with the date and machine they come from. The remedy flags (--batch-norm,
+--residual, --l2, --keep-prob) add their configuration to the checked slice (on the toy
+deep net) and to the demonstration.
 """
 import base64
 import html
@@ -34,6 +38,7 @@ SECTIONS = [
     ("source", "The course's functions side by side"),
     ("costs", "Cost curves and drift"),
     ("boundaries", "Decision boundaries"),
+    ("vanishing", "Vanishing gradients and the remedies"),
     ("bench", "Benchmarks"),
 ]
 
@@ -63,6 +68,12 @@ def add_arguments(parser):
     parser.add_argument("--bench-dir", default=BENCH_RESULTS,
                         help="where to read the latest benchmark results (bench.md, bench.json, *.png)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from netparity.backends import REGISTRY
+    parser.add_argument("--demo-backend", choices=list(REGISTRY), default="numpy",
+                        help="backend that trains the vanishing-gradient demonstration")
+    from netparity.cli_checks import add_remedy_arguments
+    add_remedy_arguments(parser, "the checked slice (toy deep net 2-4-4-3-1, besides the plain "
+                                 "cases) and, as one more run, the vanishing-gradient demonstration")
 
 
 # ------------------------------------------------------------------ figures
@@ -232,6 +243,71 @@ def boundary_figure(curves):
         ax.set_title(f"{name}: accuracy {acc:.2%}{same}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------ the demonstration
+
+def demo_intro(demo):
+    s = demo.settings
+    return (f"A deep network: {s['dataset']} data, layers {'-'.join(map(str, demo.layer_dims))} "
+            f"({s['hidden_layers']} {s['hidden']} hidden layers of {s['width']} units), "
+            f"{s['init']} weights (seed {s['seed']}), full-batch {s['optimizer']} at lr {s['lr']:g} "
+            f"for {s['steps']} updates, trained by the {demo.backend} backend "
+            "(netparity.remedy_training.train_remedies) from the same W draws with each "
+            "configuration. Left: the Frobenius norm of every layer's dW at the first update "
+            "(log scale); right: the cost per update.")
+
+
+def demo_rows(demo):
+    """(label, |dW1|, |dWL|, ratio, first cost, last cost) as text, from the run."""
+    return [(label, f"{n1:.2e}", f"{nL:.2e}", f"{ratio:.1e}", f"{c0:.4f}", f"{c1:.4f}")
+            for label, n1, nL, ratio, c0, c1 in demo.summary_rows()]
+
+
+def demo_findings(demo):
+    """The sentences of the section, each number read from the runs."""
+    L = len(demo.layer_dims) - 1
+    base = "without remedies"
+    out = []
+    if base in demo.runs:
+        out.append(f"Without remedies ‖dW1‖ / ‖dW{L}‖ = {demo.ratio(base):.1e} at the first update: "
+                   f"sigmoid' <= 1/4, so each layer shrinks the backward signal and the first layers "
+                   f"barely move; the cost goes from {demo.runs[base].costs[0]:.4f} to "
+                   f"{demo.final_cost(base):.4f} (log 2 = {math.log(2):.4f}: the network predicts "
+                   "the mean).")
+    for label in demo.runs:
+        if label != base:
+            out.append(f"{label}: ‖dW1‖ / ‖dW{L}‖ = {demo.ratio(label):.1e}, final cost "
+                       f"{demo.final_cost(label):.4f}.")
+    return out
+
+
+def demo_markdown(demo):
+    md = [demo_intro(demo), "", "![vanishing gradients](vanishing.png)", "",
+          f"| configuration | ‖dW1‖ at update 1 | ‖dW{len(demo.layer_dims) - 1}‖ at update 1 | "
+          "ratio | first cost | last cost |", "|---|---:|---:|---:|---:|---:|"]
+    md += ["| " + " | ".join(r) + " |" for r in demo_rows(demo)]
+    return md + [""] + [f + "  " for f in demo_findings(demo)] + [""]
+
+
+def demo_html(demo, img):
+    h = [f"<p>{html.escape(demo_intro(demo))}</p>", img("vanishing.png", "vanishing gradients"),
+         f"<table><tr><th>configuration</th><th>‖dW1‖ at update 1</th>"
+         f"<th>‖dW{len(demo.layer_dims) - 1}‖ at update 1</th><th>ratio</th><th>first cost</th>"
+         "<th>last cost</th></tr>"]
+    h += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in demo_rows(demo)]
+    return h + ["</table>"] + [f"<p>{html.escape(f)}</p>" for f in demo_findings(demo)]
+
+
+def run_demo(args, steps=None):
+    """The demonstration of the report: DEMO_CONFIGS, plus the remedy flags' configuration."""
+    from netparity.cli_checks import remedies_of
+    from netparity.remedy_training import DEMO_CONFIGS, describe_remedies, vanishing_demo
+    configs = dict(DEMO_CONFIGS)
+    remedies = remedies_of(args)
+    if remedies is not None and remedies not in configs.values():
+        configs[f"flags: {describe_remedies(remedies)}"] = remedies
+    return vanishing_demo(args.demo_backend, configs, steps)
 
 
 # ------------------------------------------------------------------ sections
@@ -422,6 +498,7 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, fp_rows, me
            "Each backend's float64 network after training, predicting over a grid with its own "
            "`network_predict` (x1, x2: the two input features; colours: the classes).", "",
            "![decision boundaries](boundaries.png)", ""]
+    md += [f"## {heads['vanishing']}", ""] + demo_markdown(meta["demo"])
     md += [f"## {heads['bench']}", ""]
     if bench_text is None and not bench_pngs:
         md += ["no benchmark results (run `netparity bench --quick --plots bench/results`)", ""]
@@ -504,6 +581,8 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, fp_rows, me
           "<p>Each backend's float64 network after training, predicting over a grid with its own "
           "<code>network_predict</code> (x1, x2: the two input features; colours: the classes).</p>",
           img("boundaries.png", "decision boundaries")]
+    h += [f"</section><section id='vanishing'><h2>{heads['vanishing']}</h2>"]
+    h += demo_html(meta["demo"], img)
     h += [f"</section><section id='bench'><h2>{heads['bench']}</h2>"]
     if bench_text is None and not bench_pngs:
         h += ["<p>no benchmark results (run <code>netparity bench --quick --plots "
@@ -531,7 +610,7 @@ def write_report(out_dir, outcomes, curves_by_dtype, figures, bench, fp_rows, me
 
 def run(args):
     from netparity.backends import available_backends, backend_spec
-    from netparity.cli_checks import check_report_args
+    from netparity.cli_checks import check_report_args, remedies_of
     from netparity.numerics import step_work, thread_policy
     from netparity.runner import run_cases, select_cases, summary
     from netparity import explain, sidebyside
@@ -542,17 +621,36 @@ def run(args):
     paths = ["manual"] if args.quick else ["manual", "autodiff", "idiomatic"]
     check_cmd = "netparity check " + " ".join(f"--backend {b}" for b in mirrors) + " " + " ".join(
         f"--path {p}" for p in paths) + " (float64, float32; tanh/sigmoid 2-4-1, gd, full batch, 1 step)"
+    remedies = remedies_of(args)
+    if remedies is not None:
+        check_cmd += ("; and the same with " + " ".join(
+            f for f, on in (("--batch-norm", remedies.batch_norm),
+                            (f"--residual {remedies.residual}", remedies.residual != "none"),
+                            (f"--l2 {remedies.l2:g}", remedies.l2),
+                            (f"--keep-prob {remedies.keep_prob:g}", remedies.dropout)) if on)
+                      + " on the deep net 2-4-4-3-1")
     # the article's network: a small problem, one thread (netparity.numerics.thread_policy)
     with thread_policy(step_work((2, 4, 1), 400)):
         print("checking ...", file=sys.stderr)
-        outcomes = run_cases(select_cases(mirrors, paths), progress=not args.no_progress)
+        cases = select_cases(mirrors, paths)
+        remedies = remedies_of(args)
+        if remedies is not None:  # the flags' configuration on the toy deep net, same slice
+            from dataclasses import replace
+            from netparity.remedy_training import remedy_config_name
+            name = remedy_config_name(remedies)
+            cases += [replace(c, arch="deep", remedy=name) for c in cases]
+        outcomes = run_cases(cases, progress=not args.no_progress)
         print(f"training the article's network for {steps} iterations ...", file=sys.stderr)
         curves = {dt: train_curves(steps, dt) for dt in ("float64", "float32")}
         shadows = {dt: shadow_envelope(steps, dt) for dt in ("float64", "float32")}
+        print("the vanishing-gradient demonstration ...", file=sys.stderr)
+        from netparity.remedy_training import demo_figure
+        demo = run_demo(args, 60 if args.quick else None)
         heat, links = heatmap_figure(outcomes)
         figures = {"heatmap.png": _png(heat),
                    "costs.png": _png(cost_figure(curves, shadows)),
-                   "boundaries.png": _png(boundary_figure(curves["float64"]))}
+                   "boundaries.png": _png(boundary_figure(curves["float64"])),
+                   "vanishing.png": _png(demo_figure(demo))}
         bench = read_bench(args.bench_dir)
         for p in bench[1]:
             with open(p, "rb") as f:
@@ -562,7 +660,7 @@ def run(args):
             print("side-by-side: " + "; ".join(problems), file=sys.stderr)
         teaching = (columns, explain.glossary(), explain.worked_text(explain.worked_numbers()))
         meta = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "elapsed": time.time() - t0,
-                "steps": steps, "check_cmd": check_cmd,
+                "steps": steps, "check_cmd": check_cmd, "demo": demo,
                 "bench_source": bench_source(args.bench_dir, bench[0]),
                 "bench_dir": os.path.relpath(args.bench_dir) if not os.path.relpath(
                     args.bench_dir).startswith("..") else args.bench_dir}

@@ -27,7 +27,7 @@ import numpy as np
 import reference as ref
 from netparity import fileio
 from netparity.backends import REGISTRY, get_backend
-from netparity.cli_checks import check_train_args, seed_value
+from netparity.cli_checks import add_remedy_arguments, check_train_args, remedies_of, seed_value
 from netparity.numerics import thread_policy
 
 # the learning rate each optimiser gets when --lr is not given: the article's 1.2 for
@@ -129,6 +129,9 @@ def add_arguments(parser):
     parser.add_argument("--grad-norms", action="store_true",
                         help="print the Frobenius norm of every dW with each printed cost")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_remedy_arguments(parser, "the trained network (through netparity.remedy_training."
+                                 "train_remedies: the backend's remedy_step; the reference draws "
+                                 "the dropout masks)")
 
 
 # ------------------------------------------------------------------------- training
@@ -205,17 +208,13 @@ class Diverged(Exception):
         self.step, self.value = step, value
 
 
-def train_one(name, bk, params, X, Y, hidden, output, optimizer, args, prefix):
-    """Trains with backend ``bk`` from NumPy ``params``, ``X``, ``Y``; returns NumPy
-    (final parameters, costs, seconds). Prints the cost every --print-every iterations
-    (full batch) or epochs (mini-batches: the mean of the loss over the epoch's m
-    examples, each batch's cost weighted by its size). Raises Diverged at the first
-    non-finite cost (the backend's own per-update check of every array is off: this one
-    float per update finds the same divergence, one update later at worst, for a
-    fraction of the cost)."""
-    sizes = [len(idx) for idx in ref.batch_order(X.shape[1], args.batch_size)]
-    per_epoch, m = len(sizes), X.shape[1]
-    progress = StepProgress(args.epochs * per_epoch, name, args.no_progress)
+def cost_callback(args, sizes, progress, prefix, dw_norms):
+    """The per-update callback of a training run: advances the progress bar, raises
+    Diverged at the first non-finite cost, and every --print-every iterations (full batch)
+    or epochs (mini-batches: the mean of the loss over the epoch's m examples, each batch's
+    cost weighted by its size) prints the cost, with --grad-norms each layer's |dW|
+    (``dw_norms(x)`` -> [(l, norm)] from the callback's third argument)."""
+    per_epoch, m = len(sizes), sum(sizes)
     acc = [0.0]
 
     def callback(k, J, grads):
@@ -232,10 +231,29 @@ def train_one(name, bk, params, X, Y, hidden, output, optimizer, args, prefix):
             what = "iteration" if per_epoch == 1 else "epoch"
             line = f"{prefix}Cost after {what} {epoch}: {cost:f}"
             if args.grad_norms:  # per layer: vanishing (tiny |dW1|) or exploding gradients
-                norms = bk.gradient_norms(grads)
-                dWs = sorted((int(key[2:]), v) for key, v in norms.items() if key.startswith("dW"))
-                line += "  " + " ".join(f"|dW{l}|={v:.2e}" for l, v in dWs)
+                line += "  " + " ".join(f"|dW{l}|={v:.2e}" for l, v in dw_norms(grads))
             progress.write(line)
+
+    return callback
+
+
+def train_one(name, bk, params, X, Y, hidden, output, optimizer, args, prefix):
+    """Trains with backend ``bk`` from NumPy ``params``, ``X``, ``Y``; returns NumPy
+    (final parameters, costs, seconds). Prints the cost every --print-every iterations
+    (full batch) or epochs (mini-batches: the mean of the loss over the epoch's m
+    examples, each batch's cost weighted by its size). Raises Diverged at the first
+    non-finite cost (the backend's own per-update check of every array is off: this one
+    float per update finds the same divergence, one update later at worst, for a
+    fraction of the cost)."""
+    sizes = [len(idx) for idx in ref.batch_order(X.shape[1], args.batch_size)]
+    progress = StepProgress(args.epochs * len(sizes), name, args.no_progress)
+
+    def dw_norms(grads):
+        norms = bk.gradient_norms(grads)
+        return sorted((int(key[2:]), v) for key, v in norms.items() if key.startswith("dW"))
+
+    callback = cost_callback(args, sizes, progress, prefix, dw_norms)
+    per_epoch = len(sizes)
 
     t0 = time.perf_counter()
     try:
@@ -257,6 +275,33 @@ def train_one(name, bk, params, X, Y, hidden, output, optimizer, args, prefix):
     return final, np.asarray(bk.to_numpy(costs), dtype=np.float64), seconds, progress.first_s
 
 
+def train_one_remedies(name, remedies, dims, X, Y, hidden, output, optimizer, args, prefix):
+    """``train_one`` with the remedies: netparity.remedy_training.train_remedies (the
+    backend's remedy_step, manual path; the reference's batches and dropout masks), the
+    same printing (--grad-norms: each layer's |dW| of the update that ends the printed
+    iteration or epoch). Returns NumPy (final parameters, running estimates, costs,
+    seconds, first update's seconds)."""
+    from netparity.remedy_training import train_remedies
+    sizes = [len(idx) for idx in ref.batch_order(X.shape[1], args.batch_size)]
+    progress = StepProgress(args.epochs * len(sizes), name, args.no_progress)
+    callback = cost_callback(args, sizes, progress, prefix,
+                             lambda norms: [(l, float(v)) for l, v in enumerate(norms, 1)])
+    t0 = time.perf_counter()
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            run = train_remedies(name, dims, X, Y, remedies, hidden, output, optimizer, args.epochs,
+                                 args.batch_size, args.seed, dtype=args.dtype, device=args.device,
+                                 callback=callback, init=args.init, cost=args.cost)
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - t0
+    bad = next((k for k, v in {**run.parameters, **run.bn_state}.items()
+                if not np.all(np.isfinite(v))), None)
+    if bad:  # the last update itself overflowed: no cost after it to see it
+        raise Diverged(run.costs.size - 1, f"{bad} non-finite")
+    return run.parameters, run.bn_state, run.costs, seconds, progress.first_s
+
+
 def divergence_advice(e, args, optimizer):
     """What to try, in the command line's terms."""
     tips = [f"a smaller --lr (now {optimizer.learning_rate:g})"]
@@ -274,10 +319,18 @@ def divergence_advice(e, args, optimizer):
             f"Try {tried}")
 
 
-def accuracy(params, X, Y, hidden, output):
-    """Fraction of examples classified right, computed by the reference in float64."""
-    params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    pred = ref.network_predict(params, X, hidden, output)
+def plain_predict(hidden, output):
+    """predict(name, params, X) of the plain network: the reference in float64."""
+    def predict(name, params, X):
+        return ref.network_predict({k: np.asarray(v, dtype=np.float64) for k, v in params.items()},
+                                   X, hidden, output)
+    return predict
+
+
+def accuracy(params, X, Y, hidden, output, predict=None, name="numpy"):
+    """Fraction of examples classified right, computed by the reference in float64
+    (``predict(name, params, X)``: default the plain network's)."""
+    pred = (predict or plain_predict(hidden, output))(name, params, X)
     if output == "sigmoid":
         return float(np.mean(pred == (Y > 0.5)))
     return float(np.mean(pred == np.argmax(Y, axis=0)))
@@ -290,15 +343,14 @@ def weights_path(path, name, several):
     return f"{root}.{name}{ext or '.npz'}"
 
 
-def agreement_lines(results, X, hidden, output, dtype):
+def agreement_lines(results, X, hidden, output, dtype, predict=None):
     """How far every backend's run is from NumPy's: max |cost difference| over the run
     (with one ULP of the final cost for scale), max |difference| of the final parameters,
     and how many predictions differ."""
     if "numpy" not in results:
         return []
     ref_final, ref_costs = results["numpy"][:2]
-    pred = lambda p: ref.network_predict({k: np.asarray(v, np.float64) for k, v in p.items()}, X,
-                                         hidden, output)
+    predict = predict or plain_predict(hidden, output)
     ulp = float(np.spacing(np.abs(np.asarray(ref_costs[-1], dtype=dtype))))
     lines = [f"agreement with numpy ({dtype}, {ref_costs.size} updates; one ULP of the final cost "
              f"is {ulp:.2g}; the numbers are machine-dependent):"]
@@ -308,7 +360,7 @@ def agreement_lines(results, X, hidden, output, dtype):
         dcost = float(np.max(np.abs(costs - ref_costs)))
         dpar = max(float(np.max(np.abs(np.asarray(final[k], np.float64) - np.asarray(ref_final[k], np.float64))))
                    for k in ref_final)
-        differ = int(np.sum(pred(final) != pred(ref_final)))
+        differ = int(np.sum(predict(name, final, X) != predict("numpy", ref_final, X)))
         lines.append(f"  {name}: max |cost - numpy cost| {dcost:.2g} ({dcost / ulp:.3g} ULP), final "
                      f"parameters max |difference| {dpar:.2g}, {differ} of {X.shape[1]} predictions differ")
     return lines
@@ -321,9 +373,17 @@ def run(args):
         print(f"netparity train: error: {e}", file=sys.stderr)
         return 2
     dims = check_train_args(args, backends)  # every argument and path, before any work
+    remedies = remedies_of(args)
     X, Y = ref.load_dataset(args.dataset)
     output = "softmax" if Y.shape[0] > 1 else "sigmoid"
     params = ref.initialize_network(dims, init=args.init, seed=args.seed)
+    bn_states = {}   # the remedies' running estimates of each backend's run
+    predict = plain_predict(args.hidden, output)
+    if remedies is not None:
+        from netparity.remedy_training import describe_remedies, remedy_predict
+
+        def predict(name, p, grid):  # eval mode: the running estimates, no dropout
+            return remedy_predict(p, bn_states[name], grid, remedies, args.hidden, output)
     per_epoch = len(ref.batch_order(X.shape[1], args.batch_size))
     optimizer = make_optimizer(args, per_epoch)
     several = len(backends) > 1
@@ -333,42 +393,52 @@ def run(args):
               f"output, {describe_optimizer(optimizer, args)}, "
               + (f"mini-batches of {args.batch_size} ({per_epoch} per epoch), " if per_epoch > 1 else "")
               + f"{args.cost} cost, {args.dtype}, backend{'s' if several else ''} {', '.join(backends)}"
+              + (f", remedies: {describe_remedies(remedies)}" if remedies is not None else "")
               + (f"; {threads} intra-op thread{'s' if threads != 1 else ''} for torch (thread policy)"
                  if threads is not None and any(n != "numpy" for n in backends) else ""))
         results = {}
         for name, bk in backends.items():
             prefix = f"[{name}] " if several else ""
             try:
-                final, costs, seconds, first = train_one(name, bk, params, X, Y, args.hidden, output,
-                                                         optimizer, args, prefix)
+                if remedies is None:
+                    final, costs, seconds, first = train_one(name, bk, params, X, Y, args.hidden,
+                                                             output, optimizer, args, prefix)
+                else:
+                    final, bn_states[name], costs, seconds, first = train_one_remedies(
+                        name, remedies, dims, X, Y, args.hidden, output, optimizer, args, prefix)
             except Diverged as e:
                 print(f"netparity train: {prefix}{divergence_advice(e, args, optimizer)}", file=sys.stderr)
                 return 1
             results[name] = (final, costs, seconds, first)
-            print(f"{prefix}Train accuracy: {accuracy(final, X, Y, args.hidden, output):.2%}")
+            acc = accuracy(final, X, Y, args.hidden, output, predict, name)
+            print(f"{prefix}Train accuracy: {acc:.2%}"
+                  + (" (eval mode: batch norm's running estimates, no dropout)"
+                     if remedies is not None and (remedies.batch_norm or remedies.dropout) else ""))
             if several:
                 print(f"{prefix}{costs.size} updates in {seconds:.2f} s ({costs.size / seconds:.0f} per "
                       f"second; the first took {first:.2f} s)")
             if args.save_weights:
                 path = weights_path(args.save_weights, name, several)
-                ref.save_weights(path, final)
+                # with batch norm the running estimates (mu_run, var_run) go in the same file
+                ref.save_weights(path, {**final, **bn_states.get(name, {})})
                 print(f"{prefix}weights written to {path}")
     if several:
-        for line in agreement_lines(results, X, args.hidden, output, args.dtype):
+        for line in agreement_lines(results, X, args.hidden, output, args.dtype, predict):
             print(line)
     if args.plot:
         write_plot(args.plot, {k: v[:2] for k, v in results.items()}, X, Y, args.hidden, output,
-                   title=f"{args.dataset} {dims}", dtype=args.dtype)
+                   title=f"{args.dataset} {dims}" + (f", {describe_remedies(remedies)}" if remedies else ""),
+                   dtype=args.dtype, predict=predict)
         print(f"plot written to {args.plot}")
     return 0
 
 
 # ------------------------------------------------------------------------- plotting
 
-def write_plot(path, results, X, Y, hidden, output, title="", dtype="float64"):
+def write_plot(path, results, X, Y, hidden, output, title="", dtype="float64", predict=None):
     """One backend: the cost of every update and the decision regions (2-D inputs), side
     by side. Several: the costs and their drift from NumPy's on top, every backend's
-    decision regions below."""
+    decision regions below. ``predict(name, params, grid)``: default the plain network's."""
     # Figure + the Agg canvas directly: no pyplot, no global backend switch, no display.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -412,9 +482,9 @@ def write_plot(path, results, X, Y, hidden, output, title="", dtype="float64"):
         ax_drift.legend(fontsize=8, loc="lower right")
 
     if X.shape[0] == 2:
+        predict = predict or plain_predict(hidden, output)
         for ax, (name, (params, _)) in zip(ax_data, results.items()):
-            p64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-            draw_boundary(ax, X, Y, lambda grid: ref.network_predict(p64, grid, hidden, output))
+            draw_boundary(ax, X, Y, lambda grid: predict(name, params, grid))
             ax.set_title(f"decision boundary ({name})")
     else:
         for ax in ax_data:

@@ -175,6 +175,7 @@ class Demo:
     settings: dict
     layer_dims: tuple
     runs: dict
+    backend: str = "numpy"
 
     def ratio(self, label, step=0):
         """||dW^[1]|| / ||dW^[L]|| at update ``step`` (0: the first) of run ``label``."""
@@ -207,7 +208,7 @@ def vanishing_demo(backend="numpy", configs=None, steps=None, **overrides):
         runs[label] = train_remedies(backend, dims, X, Y, rem, settings["hidden"], output, opt,
                                      settings["steps"], None, settings["seed"],
                                      init=settings["init"])
-    return Demo(settings, dims, runs)
+    return Demo(settings, dims, runs, backend)
 
 
 def demo_figure(demo):
@@ -238,3 +239,29 @@ def demo_figure(demo):
                  f"{s['init']} weights", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------ the conformance matrix
+
+def remedy_config_name(remedies):
+    """The name of ``remedies`` in ``netparity.stages.REMEDY_CONFIGS``, the one axis the
+    conformance cases know remedies by: an existing entry's name when one equals it
+    (--batch-norm is "bn"), else a new entry, added for this process, named after its
+    fields ("bn-res_before-l2_0.5-keep_0.9"). A Case(remedy=name) then runs it as any
+    named configuration."""
+    from netparity.stages import REMEDY_CONFIGS
+    for name, r in REMEDY_CONFIGS.items():
+        if r == remedies:
+            return name
+    parts = (["bn"] if remedies.batch_norm else []) \
+        + ([f"bnvar_{remedies.bn_running_var}"] if remedies.bn_running_var != "biased" else []) \
+        + ([f"res_{remedies.residual}"] if remedies.residual != "none" else []) \
+        + ([f"l2_{remedies.l2:g}"] if remedies.l2 else []) \
+        + ([f"keep_{remedies.keep_prob:g}"] if remedies.dropout else []) \
+        + ([f"eps_{remedies.bn_eps:g}"] if remedies.bn_eps != Remedies.bn_eps else []) \
+        + ([f"mom_{remedies.bn_momentum:g}"] if remedies.bn_momentum != Remedies.bn_momentum else [])
+    name = "-".join(parts)
+    if REMEDY_CONFIGS.get(name, remedies) != remedies:  # a name taken by another config
+        name += f"-{abs(hash(remedies)):x}"
+    REMEDY_CONFIGS[name] = remedies
+    return name

@@ -363,3 +363,74 @@ def test_help_shows_each_default_once_and_never_none(command, capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: None)" not in text
     assert not re.search(r"\(default: [^)]*\) \(default:", text), text
+
+
+# ------------------------------------------------------------------ the remedy flags
+
+def test_check_with_remedy_flags_runs_that_config_and_its_json_equals_compare_stages(tmp_path, capsys):
+    """--batch-norm --keep-prob 0.8 (not a named config: a new REMEDY_CONFIGS entry) on the
+    default remedy arch (deep): every row is compare_stages of that Case run directly."""
+    pytest.importorskip("torch")
+    import reference as R
+    from netparity.stages import REMEDY_CONFIGS
+    out = tmp_path / "check.json"
+    rc = main(["check", "--backend", "torch", "--path", "manual", "--dtype", "float64",
+               "--batch-norm", "--keep-prob", "0.8", "--no-progress", "--no-color", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "remedies bn-keep_0.8" in text and "dgamma1" in text and "all within bound" in text
+    assert REMEDY_CONFIGS["bn-keep_0.8"] == R.Remedies(batch_norm=True, keep_prob=0.8)
+    case = Case("torch", "manual", "cpu", "float64", arch="deep", remedy="bn-keep_0.8")
+    e = expected(case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch,
+                 case.steps, remedy=case.remedy)
+    got = run_backend(case)
+    order = stages_for_path(e.order, case.path, case.optimizer)
+    want = {r.stage: r for r in compare_stages(e.ref, got, e.bounds, order, case.dtype)}
+    rows = _rows(out)["results"]
+    assert {r["stage"] for r in rows} == set(want) and {"dgamma3", "mu_run2'"} <= set(want)
+    for row in rows:
+        assert row["case"] == case.id
+        assert row["max_abs"] == want[row["stage"]].max_abs and row["ok"]
+
+
+def test_check_with_remedy_flags_fails_on_a_broken_remedy_step(monkeypatch, capsys):
+    """dgamma1 doubled on the manual path: check names it, the autodiff path is untouched."""
+    pytest.importorskip("torch")
+    bk = get_backend("torch")
+    real = bk.remedy_step
+
+    def broken(path, *args, **kwargs):
+        stages, p, bn, s = real(path, *args, **kwargs)
+        if path == "manual":
+            stages = {**stages, "dgamma1": stages["dgamma1"] * 2}
+        return stages, p, bn, s
+
+    monkeypatch.setattr(bk, "remedy_step", broken)
+    rc = main(["check", "--backend", "torch", "--path", "manual", "--path", "autodiff",
+               "--dtype", "float64", "--batch-norm", "--residual", "before", "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 1
+    manual = Case("torch", "manual", arch="deep", remedy="bn-res_before").id
+    assert f"{manual}: first diverging stage 'dgamma1'" in text
+    assert "torch-autodiff" not in text.split("out of bound")[1]
+
+
+def test_report_vanishing_section_shows_the_runs_numbers(report_dir):
+    """The demo's table is a fresh vanishing_demo run's (60 updates in --quick), computed
+    here independently of the report; its picture is a PNG in both files."""
+    from netparity.remedy_training import DEMO_CONFIGS, vanishing_demo
+    md = (report_dir / "report.md").read_text()
+    html_text = (report_dir / "report.html").read_text()
+    section = md.split("## Vanishing gradients and the remedies")[1].split("\n## ")[0]
+    assert "![vanishing gradients](vanishing.png)" in section
+    assert (report_dir / "vanishing.png").read_bytes()[:8] == PNG_MAGIC
+    demo = vanishing_demo("numpy", DEMO_CONFIGS, 60)
+    rows = {r[0]: r[1:] for r in (
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in section.splitlines() if line.startswith("| ") and "---" not in line)}
+    for label, n1, nL, ratio, c0, c1 in demo.summary_rows():
+        assert rows[label] == [f"{n1:.2e}", f"{nL:.2e}", f"{ratio:.1e}", f"{c0:.4f}", f"{c1:.4f}"]
+        assert f"<td>{label}</td><td>{n1:.2e}</td>" in html_text
+    # the claim the section makes, in the report's own numbers
+    assert float(rows["without remedies"][2]) < 1e-6 and float(rows["batch norm"][2]) > 1e-1
+    assert float(rows["batch norm"][4]) < float(rows["without remedies"][4]) - 0.1

@@ -57,6 +57,8 @@ def no_work(monkeypatch):
     def work(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
     monkeypatch.setattr(cmd_train, "train_one", work)
+    monkeypatch.setattr(cmd_train, "train_one_remedies", work)  # the remedy flags' training
+    monkeypatch.setattr(cmd_report, "run_demo", work)  # the report's vanishing-gradient runs
     monkeypatch.setattr(netparity.runner, "run_cases", work)  # check and report run cases here
     monkeypatch.setattr(cmd_report, "train_curves", work)
     monkeypatch.setattr(cmd_bench.subprocess, "call", work)  # the benchmark run
@@ -147,6 +149,33 @@ BAD = [
      "--render-only needs --json PATH"),
     ("report-bench-dir-missing", lambda p: ["report", "--out", p.new, "--bench-dir", p.missing],
      "--bench-dir"),
+    # the remedy flags (docs/remedies.md): values, a net too shallow for a skip, batch norm
+    # over batches of one, options that cannot go together
+    *[(f"{cmd}-keep-prob-{v}", (lambda cmd, v: lambda p: [*cmd, "--keep-prob", v])(argv, v),
+       f"argument --keep-prob: must be a keep probability in (0, 1] (1: no dropout), got {v}")
+      for cmd, argv in (("train", ["train"]), ("check", ["check"]), ("report", ["report", "--out", "x"]))
+      for v in ("0", "1.5", "-0.2", "nan")],
+    ("train-keep-prob-text", lambda p: ["train", "--keep-prob", "half"], "argument --keep-prob: not a number: 'half'"),
+    *[(f"{cmd}-l2-{v}", (lambda cmd, v: lambda p: [*cmd, f"--l2={v}"])(argv, v),
+       f"argument --l2: must be a finite lambda >= 0, got {v}")
+      for cmd, argv in (("train", ["train"]), ("check", ["check"]), ("report", ["report", "--out", "x"]))
+      for v in ("-0.1", "inf")],
+    ("train-residual-unknown", lambda p: ["train", "--residual", "inside"], "argument --residual: invalid choice: 'inside'"),
+    ("train-residual-too-shallow", lambda p: ["train", "--residual", "before", "--layers", "4,4"],
+     "--residual: a residual connection skips from A[l-2] into hidden layer l = 3, 5, ...: it needs "
+     "at least 3 hidden layers, the network [2, 4, 4, 1] has 2 (--layers)"),
+    ("check-residual-too-shallow", lambda p: ["check", "--residual", "after", "--arch", "shallow"],
+     "the network [2, 4, 1] has 1 (--arch shallow; try --arch deep, res or proj)"),
+    ("train-batch-norm-batch-of-one", lambda p: ["train", "--batch-norm", "--batch-size", "1"],
+     "--batch-norm normalises over each batch, and a batch of 1 example has variance 0"),
+    ("train-batch-norm-last-batch-of-one", lambda p: ["train", "--batch-norm", "--batch-size", "57"],
+     "--batch-size 57 on m = 400 leaves one"),
+    ("check-batch-norm-sgd", lambda p: ["check", "--batch-norm", "--batch", "sgd"],
+     "--batch sgd (batches of 1 example, variance 0) has nothing to normalise"),
+    ("check-remedies-data-parallel", lambda p: ["check", "--l2", "0.1", "--data-parallel", "2"],
+     "--data-parallel does not run the remedies"),
+    ("check-remedy-arch-without-remedy", lambda p: ["check", "--arch", "res"],
+     "--arch res is one of the remedies' nets: it needs a remedy flag"),
     # argparse's own errors, one line too
     ("no-command", lambda p: [], "the following arguments are required: command"),
     ("train-unknown-option", lambda p: ["train", "--layerz", "4"], "unrecognized arguments"),

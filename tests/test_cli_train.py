@@ -270,3 +270,83 @@ def test_backend_all_prints_the_agreement_and_plots_drift_and_every_boundary(tmp
     data = png.read_bytes()
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert data[:8] == PNG_MAGIC and height > 800 and width >= 1100  # two rows: curves, boundaries
+
+
+# ------------------------------------------------------------------ the remedy flags
+
+def remedy_reference(dims, remedies, epochs, batch_size=None, lr=1.2, init="article", seed=1,
+                     hidden="tanh"):
+    """The remedies' run written out with the reference (costs, norms, params, bn_state)."""
+    X, Y = ref.load_planar_dataset()
+    opt = ref.Optimizer("gd", learning_rate=lr)
+    p = ref.initialize_remedy_network(dims, remedies, init, seed)
+    bn, s = ref.init_bn_state(p), ref.init_optimizer_state(p, opt)
+    costs, norms, k = [], [], 0
+    for e in range(epochs):
+        for idx in ref.batch_order(X.shape[1], batch_size, seed, e):
+            D = ref.step_masks(dims, len(idx), remedies.keep_prob, k)
+            st, p, bn, s = ref.remedy_step("manual", p, bn, s, X[:, idx], Y[:, idx], remedies,
+                                           hidden, "sigmoid", opt, D)
+            costs.append(float(st["cost_stable"]))
+            norms.append([float(np.linalg.norm(st[f"dW{l}"])) for l in range(1, len(dims))])
+            k += 1
+    return costs, norms, p, bn
+
+
+def test_remedy_flags_train_the_remedies_and_print_each_layers_norm(tmp_path, capsys):
+    """--batch-norm --residual after --l2 --keep-prob: the printed costs and per-layer norms
+    are the reference's remedy_step run, the saved file holds parameters and running
+    estimates, the accuracy is eval mode's."""
+    w = tmp_path / "w.npz"
+    assert main(["train", "--layers", "5,5,5", "--iterations", "3", "--print-every", "1",
+                 "--no-progress", "--grad-norms", "--batch-norm", "--residual", "after",
+                 "--l2", "0.3", "--keep-prob", "0.8", "--save-weights", str(w)]) == 0
+    out = capsys.readouterr().out
+    rem = ref.Remedies(batch_norm=True, residual="after", l2=0.3, keep_prob=0.8)
+    costs, norms, p, bn = remedy_reference((2, 5, 5, 5, 1), rem, 3)
+    assert "remedies: batch norm, residual (after the activation), L2 lambda 0.3, dropout keep_prob 0.8" in out
+    lines = re.findall(r"Cost after iteration (\d+): (\S+)  (.*)", out)
+    assert [float(c) for _, c, _ in lines] == [pytest.approx(c, abs=5e-7) for c in costs]
+    assert [int(k) for k, _, _ in lines] == [0, 1, 2]
+    for k, _, rest in lines:
+        got = [float(v) for v in re.findall(r"\|dW\d\|=(\S+)", rest)]
+        assert re.findall(r"\|dW(\d)\|", rest) == ["1", "2", "3", "4"]
+        assert got == pytest.approx(norms[int(k)], rel=5e-3)
+    saved = ref.load_weights(str(w))
+    assert set(saved) == set(p) | set(bn)
+    for key in p:
+        np.testing.assert_array_equal(saved[key], p[key])
+    for key in bn:
+        np.testing.assert_array_equal(saved[key], bn[key])
+    X, Y = ref.load_planar_dataset()
+    AL = ref.remedy_forward(X, p, bn, rem, "tanh", "sigmoid", train=False)[0]
+    acc = float(np.mean((AL > 0.5) == (Y > 0.5)))
+    assert f"Train accuracy: {acc:.2%} (eval mode" in out
+
+
+def test_remedy_flags_with_mini_batches_print_epoch_means(capsys):
+    """Mini-batches with dropout: the printed epoch cost is the size-weighted mean of the
+    reference's batch costs (masks counted over the whole run)."""
+    assert main(["train", "--epochs", "2", "--batch-size", "150", "--print-every", "1",
+                 "--no-progress", "--keep-prob", "0.7", "--lr", "0.5"]) == 0
+    out = capsys.readouterr().out
+    costs, _, _, _ = remedy_reference((2, 4, 1), ref.Remedies(keep_prob=0.7), 2, 150, lr=0.5)
+    sizes = [150, 150, 100]
+    want = [sum(c * m for c, m in zip(costs[3 * e:3 * e + 3], sizes)) / 400 for e in range(2)]
+    assert printed_epoch_costs(out) == [(e, pytest.approx(want[e], abs=5e-7)) for e in range(2)]
+
+
+@pytest.mark.parametrize("backend", [b for b in ("torch", "jax") if b in available_backends()])
+def test_remedy_flags_on_a_mirror_print_the_reference_costs(backend, capsys):
+    assert main(["train", "--backend", backend, "--iterations", "3", "--print-every", "1",
+                 "--no-progress", "--batch-norm", "--layers", "4,4"]) == 0
+    out = capsys.readouterr().out
+    costs, _, _, _ = remedy_reference((2, 4, 4, 1), ref.Remedies(batch_norm=True), 3)
+    assert printed_costs(out) == [(k, pytest.approx(costs[k], abs=5e-7)) for k in range(3)]
+
+
+def test_remedy_flags_plot_is_a_png(tmp_path, capsys):
+    plot = tmp_path / "p.png"
+    assert main(["train", "--iterations", "5", "--print-every", "0", "--no-progress",
+                 "--batch-norm", "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -205,3 +205,16 @@ def test_demo_cost_stalls_without_remedies_and_falls_with_batch_norm(demo):
     assert abs(without[-1] - math.log(2)) < 1e-3      # stuck at log 2 (predicts the mean)
     assert bn[-1] < without[-1] - 0.15                # measured 0.47 vs 0.69 after 60
     assert res[-1] < without[-1] - 1e-3               # starts to move (0.6885)
+
+
+@pytest.mark.parametrize("backend", MIRRORS)
+def test_demo_on_a_mirror_is_the_references(backend):
+    """report --demo-backend: the same demonstration trained by a mirror (3 updates)."""
+    configs = {"without": R.Remedies(), "bn": R.Remedies(batch_norm=True)}
+    ref_demo = vanishing_demo(configs=configs, steps=3)
+    got = vanishing_demo(backend, configs, 3)
+    assert got.backend == backend and ref_demo.backend == "numpy"
+    for label in configs:
+        want, run = ref_demo.runs[label], got.runs[label]
+        np.testing.assert_allclose(run.costs, want.costs, rtol=1e-10)
+        np.testing.assert_allclose(run.grad_norms, want.grad_norms, rtol=1e-9)
