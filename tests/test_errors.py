@@ -392,6 +392,46 @@ def test_bad_input_same_error_everywhere(bad, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_valid_input_is_never_refused(backend, output):
+    """The checks refuse bad input only: well-formed float64 and float32 inputs go
+    through every public step of training (each hidden activation, both costs, the
+    optimisers, a schedule, gradient norms, train with mini-batches and Adam, predict,
+    weight files) without a TypeError or ValueError."""
+    B = get_backend(backend)
+    step = "?"
+    try:
+        for dtype in ("float64", "float32"):
+            X, Y, P = data(output)
+            X, Y, P = B.from_numpy(X, dtype), B.from_numpy(Y, dtype), B.tree_from_numpy(P, dtype)
+            hiddens = ("sigmoid", "tanh", "relu", "leaky_relu") if dtype == "float64" else ("tanh",)
+            for hidden in hiddens:
+                step = f"{dtype} {hidden} network_forward"
+                AL, cache = B.network_forward(X, P, hidden, output)
+                step = f"{dtype} {hidden} costs"
+                B.cross_entropy(AL, Y, output)
+                B.cross_entropy_from_logits(cache["Z2"], Y, output)
+                step = f"{dtype} {hidden} network_backward"
+                grads = B.network_backward(P, cache, X, Y, hidden, output)
+                B.gradient_norms(grads)
+                B.network_predict(P, X, hidden, output)
+            for opt in (R.Optimizer("gd", 0.1), R.Optimizer("momentum", 0.1, beta=0.0),
+                        R.Optimizer("adam", 0.01, schedule="exponential", decay_rate=0.5)):
+                step = f"{dtype} {opt.name} optimizer_step"
+                state = B.init_optimizer_state(P, opt)
+                B.optimizer_step(P, grads, state, opt)
+                B.learning_rate_at(opt, 0)
+            step = f"{dtype} train"
+            B.train(P, X, Y, "tanh", output, opt, num_epochs=2, batch_size=4, seed=0)
+        with tempfile.TemporaryDirectory() as d:
+            step = "save_weights / load_weights"
+            B.save_weights(os.path.join(d, "w.npz"), P)
+            B.load_weights(os.path.join(d, "w.npz"), layer_dims=[2, 3, Y.shape[0]])
+    except (TypeError, ValueError) as e:
+        pytest.fail(f"{step}: valid input refused: {type(e).__name__}: {e}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_softmax_one_hot_same_error(backend):
     B = get_backend(backend)
     s = In(B, "softmax")
