@@ -372,3 +372,17 @@ def test_torch_launch_stops_its_ranks_on_timeout(tmp_path):
     with pytest.raises(TimeoutError, match="did not finish within 0.2 s"):
         launch(str(tmp_path), 2, timeout=0.2)
     assert _processes_running(str(tmp_path)) == []
+
+
+def test_torch_launch_of_an_empty_cpu_job_returns(tmp_path):
+    """Two gloo ranks of a CPU job with no cases: each joins the process group through the
+    file rendezvous, runs nothing and leaves; launch returns and every log is empty of
+    errors."""
+    launch = _torch_launch()
+    (tmp_path / "job.json").write_text('{"workers": 2, "device": "cpu", "cases": []}')
+    try:
+        launch(str(tmp_path), 2, timeout=120)
+    except RuntimeError as e:
+        pytest.fail(f"an empty CPU job failed: {e}")
+    for r in range(2):
+        assert "Error" not in (tmp_path / f"rank{r}.log").read_text()
