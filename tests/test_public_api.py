@@ -273,6 +273,20 @@ def test_predict_exactly_on_the_boundary(B, dtype):
     conforms(_prediction_results(want, got, "predict on A2 = 0.5"), f"{B.NAME}-{dtype}-predict-boundary")
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_of_logits_beyond_exp_range(B, dtype):
+    """softmax subtracts each column's maximum before exp (the reference's formula):
+    logits of 1000 (exp overflows in both dtypes) give the exact ratios, by hand:
+    column 0 (1000, 999): 1 / (1 + e^-1), e^-1 / (1 + e^-1); column 1 (-1000, 1000):
+    e^-2000 (0 in both dtypes), 1."""
+    z = np.array([[1000.0, -1000.0], [999.0, 1000.0]])
+    got = B.to_numpy(B.softmax(B.from_numpy(z, dtype)))
+    e = math.exp(-1)
+    want = np.array([[1 / (1 + e), 0.0], [e / (1 + e), 1.0]])
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, want, rtol=8 * float(np.finfo(dtype).eps), atol=0)
+
+
 @pytest.mark.parametrize("output, dims", [("sigmoid", [2, 4, 3, 1]), ("softmax", [2, 4, 3])])
 def test_network_predict_on_ties(B, output, dims):
     """L-layer predict on all-zero weights: sigmoid outputs are exactly 0.5 (False, as
