@@ -224,6 +224,23 @@ def test_article_step_function_by_function(B, dtype):
                 for k in ref], f"{B.NAME}-{dtype}-article-step")
 
 
+def test_article_backward_with_as_many_examples_as_hidden_units(B):
+    """m = n_h = 4: a product with its operands swapped or a transpose dropped (dZ2 W2^T
+    for W2^T dZ2) still has matching shapes here, so the values must tell. Against the
+    reference's gradients in float64 (four-term sums: a few u of the largest term)."""
+    X, Y = R.load_planar_dataset()
+    X, Y = X[:, 98:102], Y[:, 98:102]  # two examples of each class
+    P = R.initialize_parameters(2, 4, 1)
+    P = {k: v * 40 for k, v in P.items()}  # weights of order 1, so that every term counts
+    A2, cache = R.forward_propagation(X, P)
+    want = R.backward_propagation(P, cache, X, Y)
+    got = to_np(B, B.backward_propagation(B.tree_from_numpy(P), B.tree_from_numpy(cache),
+                                          B.from_numpy(X), B.from_numpy(Y)))
+    assert list(got) == list(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-15, err_msg=k)
+
+
 def test_update_parameters_uses_the_rate_it_is_given(B):
     """learning_rate 0.3, not the default, on the reference's gradients: P - 0.3 dP has
     two roundings (the product and the difference), |error| <= 2u (|P| + 0.3 |dP|)."""
