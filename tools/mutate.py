@@ -573,8 +573,14 @@ def markdown(report):
              "A mutant is KILLED only when a test fails with an assertion; crashes and "
              "timeouts are listed apart and never counted as kills. The kill rate is "
              "killed / (killed + survived), the non-equivalent mutants that ran to a verdict; "
-             "the strict rate also counts crashes and timeouts as not killed.", "",
-             "Commands:", ""]
+             "the strict rate also counts crashes and timeouts as not killed. Each mutant runs the "
+             "default test command (`-m \"not slow\"`, with `--backend NAME` for a mirror) on the "
+             "test files listed per package below; where these are fewer than the default "
+             "command's files, a survivor might still be killed by the others, so the kill rate "
+             "is a lower bound.", "",
+             "Regenerate after editing docs/mutation_equivalents.txt: `python tools/mutate.py "
+             "--rescore docs/mutation.json --json docs/mutation.json --markdown docs/mutation.md`.",
+             "", "Commands of the runs:", ""]
     lines += [f"    {c}" for c in commands]
     lines += ["", "| package | population | sampled (seed) | killed | survived | crashed | timed out "
               "| equivalent | kill rate (95 % CI) | strict | control | run time |",
