@@ -456,9 +456,17 @@ def summarize(results):
             "kill_rate_strict_ci95": wilson(counts["KILLED"], strict)}
 
 
+def package_tests(package, args):
+    """The test files given (--tests), else those of the earlier run being updated
+    (--update), else None (the default command's)."""
+    if args.tests:
+        return args.tests
+    return (getattr(args, "old_tests", None) or {}).get(package)
+
+
 def run_package(package, backend, mutants, args, scratch, jax_cache, log):
     """The control, then every mutant of one package, in the scratch copy."""
-    files = test_files(package, backend, args.tests)
+    files = test_files(package, backend, package_tests(package, args))
     cmd = pytest_command(files, backend)
     order_file = os.path.join(os.path.dirname(scratch), f"order-{package}.json")
     equivalents = load_equivalents(args.equivalents)
@@ -563,6 +571,23 @@ def _cell(text):
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def _sample_of(report, package):
+    """(seed, tests) of a package's sampled run, from its command line when the JSON
+    predates those fields."""
+    p = report["packages"][package]
+    seed, tests = p.get("seed"), p.get("tests")
+    commands = report["command"] if isinstance(report["command"], list) else [report["command"]]
+    for c in commands:
+        argv = c.split()
+        if "--package" in argv and package in argv and "--sample" in argv:
+            if seed is None:
+                seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 0
+            if tests is None and "--tests" in argv:
+                tests = [a for a in argv[argv.index("--tests") + 1:] if a.startswith("tests/")]
+                tests = tests[:next((i for i, a in enumerate(tests) if a.startswith("--")), len(tests))]
+    return seed, tests
+
+
 def markdown(report):
     """The report as a page: a table per package, then every mutant not killed, the
     crashes and timeouts apart, and the equivalents with their reasons."""
@@ -588,7 +613,7 @@ def markdown(report):
     for package, p in report["packages"].items():
         c = p["counts"]
         lo, hi = p["kill_rate_ci95"]
-        seed = p.get("seed")
+        seed, _ = _sample_of(report, package)
         lines.append(f"| {package} | {p['population']} | {p['sampled']}"
                      f"{'' if seed is None else f' ({seed})'} | {c['KILLED']} | {c['SURVIVED']} "
                      f"| {c['CRASH']} | {c['TIMEOUT']} | {c['EQUIVALENT']} | {_pct(p['kill_rate'])} "
@@ -596,13 +621,13 @@ def markdown(report):
                      f"| {p['control']['status']} ({p['control'].get('passed', 0)} tests passed) "
                      f"| {p.get('seconds', 0):.0f} s |")
     for package, p in report["packages"].items():
-        tests = p.get("tests")
+        _, tests = _sample_of(report, package)
         if tests:
             lines += ["", f"Tests run for {package} ({p['control'].get('passed', 0)} passed on the control "
                           f"in {p['control'].get('seconds', 0):.0f} s): " + ", ".join(f"`{t}`" for t in tests)]
         if p.get("updated_from"):
-            lines += ["", f"{package}: the mutants not killed in the first run were run again "
-                          f"after tests were added ({p['updated_from']})."]
+            lines += ["", f"{package}: after tests were added, {p['updated_from']}; such a "
+                          "mutant's first verdict is in the JSON (`first_run`)."]
     sections = [("SURVIVED", "Survived"), ("CRASH", "Crashed (not kills)"),
                 ("TIMEOUT", "Timed out (not kills)"), ("EQUIVALENT", "Equivalent mutants"),
                 ("KILLED", "Killed")]
@@ -638,8 +663,11 @@ def updated(old, new, old_path):
             **p, "control": q["control"] if q else p["control"],
             "tests": q["tests"] if q else p.get("tests"),
             "seconds": p.get("seconds", 0) + (q["seconds"] if q else 0),
-            "updated_from": f"{os.path.basename(old_path)}: {sum(1 for m in report['mutants'] if m['package'] == package and 'first_run' in m)} re-run",
             **summarize([m for m in report["mutants"] if m["package"] == package])}
+        if q:
+            n = sum(1 for m in report["mutants"] if m["package"] == package and "first_run" in m)
+            report["packages"][package]["updated_from"] = \
+                f"{n} mutants run again, the kills of the first run kept ({' '.join(new['command'].split()[2:])})"
     return report
 
 
@@ -666,7 +694,11 @@ def main(argv=None):
                          "report (no run; with --json / --markdown)")
     ap.add_argument("--update", metavar="JSON",
                     help="run again the mutants of this earlier run that were not killed, "
-                         "keep its kills, and write the updated report (with --json)")
+                         "with its test files unless --tests; keep its kills, and write the "
+                         "updated report (with --json)")
+    ap.add_argument("--rerun", nargs="+", default=["SURVIVED", "CRASH", "TIMEOUT"],
+                    choices=["SURVIVED", "CRASH", "TIMEOUT"],
+                    help="with --update: the earlier statuses to run again (default: all three)")
     args = ap.parse_args(argv)
     if args.rescore:
         return rescore(args.rescore, args.json, load_equivalents(args.equivalents), args.markdown)
@@ -676,8 +708,9 @@ def main(argv=None):
             ap.error("--update takes its packages and mutants from the earlier run")
         with open(args.update) as f:
             old_report = json.load(f)
-        args.package = list(old_report["packages"])
-        args.ids = [m["id"] for m in old_report["mutants"] if m["status"] not in ("KILLED", "EQUIVALENT")]
+        args.ids = [m["id"] for m in old_report["mutants"] if m["status"] in args.rerun]
+        args.package = [p for p in old_report["packages"] if any(i.startswith(p + "/") for i in args.ids)]
+        args.old_tests = {p: v.get("tests") for p, v in old_report["packages"].items()}
         if not args.ids:
             print("every mutant of the earlier run was killed or is equivalent: nothing to run")
             return 0
@@ -736,7 +769,8 @@ def main(argv=None):
             report["packages"][package] = {"population": population,
                                            "sampled": len(mutants),
                                            "seed": None if args.ids or args.sample is None else args.seed,
-                                           "tests": test_files(package, packages[package], args.tests),
+                                           "tests": test_files(package, packages[package],
+                                                               package_tests(package, args)),
                                            "control": control,
                                            "seconds": round(time.perf_counter() - t0, 1),
                                            **summarize(results)}
