@@ -710,7 +710,7 @@ def main(argv=None):
             old_report = json.load(f)
         args.ids = [m["id"] for m in old_report["mutants"] if m["status"] in args.rerun]
         args.package = [p for p in old_report["packages"] if any(i.startswith(p + "/") for i in args.ids)]
-        args.old_tests = {p: v.get("tests") for p, v in old_report["packages"].items()}
+        args.old_tests = {p: _sample_of(old_report, p)[1] for p in old_report["packages"]}
         if not args.ids:
             print("every mutant of the earlier run was killed or is equivalent: nothing to run")
             return 0
