@@ -698,17 +698,24 @@ def main(argv=None):
                          "updated report (with --json)")
     ap.add_argument("--rerun", nargs="+", default=["SURVIVED", "CRASH", "TIMEOUT"],
                     choices=["SURVIVED", "CRASH", "TIMEOUT"],
-                    help="with --update: the earlier statuses to run again (default: all three)")
+                    help="with --update: the earlier statuses to run again (default: all three; "
+                         "--ids picks some of them)")
     args = ap.parse_args(argv)
     if args.rescore:
         return rescore(args.rescore, args.json, load_equivalents(args.equivalents), args.markdown)
     old_report = None
     if args.update:
-        if args.ids or args.sample is not None or args.package:
+        if args.sample is not None or args.package:
             ap.error("--update takes its packages and mutants from the earlier run")
         with open(args.update) as f:
             old_report = json.load(f)
-        args.ids = [m["id"] for m in old_report["mutants"] if m["status"] in args.rerun]
+        chosen_ids = [m["id"] for m in old_report["mutants"] if m["status"] in args.rerun]
+        if args.ids:  # a choice among those
+            unknown = sorted(set(args.ids) - set(chosen_ids))
+            if unknown:
+                ap.error(f"not among the earlier run's {'/'.join(args.rerun)} mutants: {' '.join(unknown)}")
+            chosen_ids = [i for i in chosen_ids if i in args.ids]
+        args.ids = chosen_ids
         args.package = [p for p in old_report["packages"] if any(i.startswith(p + "/") for i in args.ids)]
         args.old_tests = {p: _sample_of(old_report, p)[1] for p in old_report["packages"]}
         if not args.ids:
