@@ -626,7 +626,10 @@ def markdown(report):
             lines += ["", f"Tests run for {package} ({p['control'].get('passed', 0)} passed on the control "
                           f"in {p['control'].get('seconds', 0):.0f} s): " + ", ".join(f"`{t}`" for t in tests)]
         if p.get("updated_from"):
-            lines += ["", f"{package}: after tests were added, {p['updated_from']}; such a "
+            rc = p.get("rerun_control", {})
+            lines += ["", f"{package}: after tests were added, {p['updated_from']}, on "
+                          + ", ".join(f"`{t}`" for t in p.get("rerun_tests", []))
+                          + f" (control {rc.get('status')}, {rc.get('passed', 0)} passed); such a "
                           "mutant's first verdict is in the JSON (`first_run`)."]
     sections = [("SURVIVED", "Survived"), ("CRASH", "Crashed (not kills)"),
                 ("TIMEOUT", "Timed out (not kills)"), ("EQUIVALENT", "Equivalent mutants"),
@@ -660,14 +663,16 @@ def updated(old, new, old_path):
     for package, p in old["packages"].items():
         q = new["packages"].get(package)
         report["packages"][package] = {
-            **p, "control": q["control"] if q else p["control"],
-            "tests": q["tests"] if q else p.get("tests"),
+            **p,
+            "tests": _sample_of(old, package)[1],
             "seconds": p.get("seconds", 0) + (q["seconds"] if q else 0),
             **summarize([m for m in report["mutants"] if m["package"] == package])}
         if q:
             n = sum(1 for m in report["mutants"] if m["package"] == package and "first_run" in m)
             report["packages"][package]["updated_from"] = \
                 f"{n} mutants run again, the kills of the first run kept ({' '.join(new['command'].split()[2:])})"
+            report["packages"][package]["rerun_tests"] = q["tests"]
+            report["packages"][package]["rerun_control"] = q["control"]
     return report
 
 
