@@ -311,8 +311,9 @@ def test_bench_json_defaults_into_a_new_plots_folder(monkeypatch, tmp_path, caps
     plots = tmp_path / "new" / "plots"
     rc, out, err = run_cli(["bench", "--smoke", "--plots", str(plots)], capsys)
     assert rc == 0, err
-    assert sorted(os.listdir(plots)) == ["bench.json", "bench.md", "roofline.png", "speedup.png",
-                                         "time_vs_size.png"]
+    # the committed run has the compute floor's rates, hence floor.png
+    assert sorted(os.listdir(plots)) == ["bench.json", "bench.md", "floor.png", "roofline.png",
+                                         "speedup.png", "time_vs_size.png"]
     assert json.load(open(plots / "bench.json")) == json.loads(saved_run)
 
 

@@ -329,3 +329,60 @@ def test_check_data_parallel_on_the_engines(capsys):
     out = capsys.readouterr().out
     assert "float32 tanh/sigmoid 2x4x1 gd odd 1 step, 2 workers (shards 32+31)" in out
     assert "0 fail" in out and code == 0
+
+
+def _torch_launch():
+    if import_error("torch"):
+        pytest.skip(f"torch does not import here: {import_error('torch')}")
+    from torch_impl.distributed import launch
+    return launch
+
+
+def _processes_running(marker):
+    """Processes whose command line contains ``marker`` (Linux /proc)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_torch_launch_names_the_failing_rank_and_shows_its_log(tmp_path):
+    """A rank that exits with an error: RuntimeError naming it and its exit status, with
+    the end of its log (here main's own message: the job is for 3 workers, not 2)."""
+    launch = _torch_launch()
+    (tmp_path / "job.json").write_text('{"workers": 3, "cases": []}')
+    with pytest.raises(RuntimeError) as e:
+        launch(str(tmp_path), 2, timeout=120)
+    message = str(e.value)
+    assert message.startswith(("rank 0 exited with 1:\n", "rank 1 exited with 1:\n")), message
+    assert message.rstrip().endswith("RuntimeError: the job is for 3 workers, WORLD_SIZE is 2"), message
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="lists processes from /proc")
+def test_torch_launch_stops_its_ranks_on_timeout(tmp_path):
+    """TimeoutError after ``timeout`` seconds, and no rank left running: the ranks (still
+    importing torch after 0.2 s) are stopped before launch returns."""
+    launch = _torch_launch()
+    (tmp_path / "job.json").write_text('{"workers": 2, "cases": []}')
+    with pytest.raises(TimeoutError, match="did not finish within 0.2 s"):
+        launch(str(tmp_path), 2, timeout=0.2)
+    assert _processes_running(str(tmp_path)) == []
+
+
+def test_torch_launch_of_an_empty_cpu_job_returns(tmp_path):
+    """Two gloo ranks of a CPU job with no cases: each joins the process group through the
+    file rendezvous, runs nothing and leaves; launch returns and every log is empty of
+    errors."""
+    launch = _torch_launch()
+    (tmp_path / "job.json").write_text('{"workers": 2, "device": "cpu", "cases": []}')
+    try:
+        launch(str(tmp_path), 2, timeout=120)
+    except RuntimeError as e:
+        pytest.fail(f"an empty CPU job failed: {e}")
+    for r in range(2):
+        assert "Error" not in (tmp_path / f"rank{r}.log").read_text()

@@ -182,3 +182,26 @@ def test_train_scan_with_a_wide_layer_follows_the_reference(backend):
     results += [compare_stage(k + "'", exp.ref[k + "'"], got[k], exp.bounds[k + "'"], "float64")
                 for k in ("W1", "b1", "W2", "b2")]
     assert_conforms(results, {"case": f"{backend}-float64-2x160x1-gd-train_scan-{steps}steps"})
+
+
+@pytest.mark.parametrize("compiling", [True, False])
+def test_torch_fused_products_up_to_small_weights(compiling, monkeypatch):
+    """torch's network.weight_product / weight_t_product: while torch.compile traces
+    (torch.compiler.is_compiling()), a W of up to SMALL_WEIGHTS = 256 elements is
+    multiplied as a broadcast product and a sum, a larger one (and every W outside a
+    compile) by W @ A; both give W A and W^T dZ, to float64 rounding (hand-written sums)."""
+    if import_error("torch"):
+        pytest.skip(f"torch does not import here: {import_error('torch')}")
+    import torch
+    from torch_impl import network
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)
+    assert network._fuse(torch.zeros(16, 16)) is compiling  # 256 elements
+    assert network._fuse(torch.zeros(257, 1)) is False
+    rng = np.random.RandomState(0)
+    W, A, dZ = rng.randn(4, 4), rng.randn(4, 3), rng.randn(4, 3)
+    want = [[sum(W[i, k] * A[k, j] for k in range(4)) for j in range(3)] for i in range(4)]
+    want_t = [[sum(W[k, i] * dZ[k, j] for k in range(4)) for j in range(3)] for i in range(4)]
+    t = lambda x: torch.from_numpy(x)  # noqa: E731
+    np.testing.assert_allclose(network.weight_product(t(W), t(A)).numpy(), want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(network.weight_t_product(t(W), t(dZ)).numpy(), want_t, rtol=1e-12,
+                               atol=1e-15)

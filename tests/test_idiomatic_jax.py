@@ -413,6 +413,34 @@ def test_exponential_decay_rate_is_float32_under_x64_and_drifts():
                       <= tr.param_bound(key, 2 * one.bounds[key + "'"])), key
 
 
+@pytest.mark.parametrize("schedule", ["constant", "inverse_time", "exponential", "step"])
+def test_schedule_for_is_the_documented_rate(schedule):
+    """conventions.schedule_for at optax's counts k = 0..9 (the updates done before this
+    one), with decay_steps = 3 so that floor(k / steps), k / steps and k differ: the
+    docstring's formulas in Python floats (the reference's learning_rate_at), times
+    ``factor``, rounded once to the dtype."""
+    lr0, rate, steps = 0.3, 0.5, 3
+    opt = R.Optimizer("gd", learning_rate=lr0, schedule=schedule,
+                      **({} if schedule == "constant" else {"decay_rate": rate, "decay_steps": steps}))
+    formula = {"constant": lambda k: lr0, "inverse_time": lambda k: lr0 / (1 + rate * (k // steps)),
+               "exponential": lambda k: lr0 * rate ** (k / steps),
+               "step": lambda k: lr0 * rate ** (k // steps)}[schedule]
+    for dtype in ("float64", "float32"):
+        for factor in (None, 0.25):
+            s = C.schedule_for(opt, dtype) if factor is None else C.schedule_for(opt, dtype, factor)
+            for k in range(10):
+                want = formula(k) * (1.0 if factor is None else factor)
+                assert R.learning_rate_at(opt, k) == formula(k)
+                if schedule == "constant":
+                    assert s == want
+                    continue
+                got = s(jnp.asarray(k, jnp.int32))
+                assert got.dtype == np.dtype(dtype)
+                # float64: pow and products in float64 (a few u); float32: one rounding
+                assert float(got) == pytest.approx(float(np.asarray(want, dtype)),
+                                                   rel=4 * UNIT_ROUNDOFF[dtype]), (dtype, factor, k)
+
+
 def test_jit_fuses_the_update_into_an_fma():
     """optax.sgd + apply_updates: eager JAX rounds lr g and then p - lr g (NumPy's two
     roundings, bit for bit); under jax.jit XLA contracts them into one fused multiply-add,

@@ -144,3 +144,26 @@ def test_thread_policy_sets_then_restores_torch_threads(monkeypatch):
             assert n == 1 == torch.get_num_threads()
             raise RuntimeError("inside")
     assert torch.get_num_threads() == 2
+
+
+def test_core_counts_follow_this_process_affinity():
+    """netparity.numerics.available_cores and torch's bench (its "manual-cores" variant's
+    thread count) count the CPUs this process may run on: with its affinity mask cut to
+    one CPU, one (whatever other processes, pid 1 among them, may use)."""
+    import os
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no affinity masks on this OS")
+    saved = os.sched_getaffinity(0)
+    if len(saved) < 2:
+        pytest.skip("one CPU: a mask of one CPU would not differ from it")
+    from netparity.numerics import available_cores
+    counters = [available_cores]
+    if not import_error("torch"):
+        from torch_impl.bench import _cores
+        counters.append(_cores)
+    assert [count() for count in counters] == [len(saved)] * len(counters)
+    try:
+        os.sched_setaffinity(0, {min(saved)})
+        assert [count() for count in counters] == [1] * len(counters)
+    finally:
+        os.sched_setaffinity(0, saved)

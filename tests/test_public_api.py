@@ -224,6 +224,23 @@ def test_article_step_function_by_function(B, dtype):
                 for k in ref], f"{B.NAME}-{dtype}-article-step")
 
 
+def test_article_backward_with_as_many_examples_as_hidden_units(B):
+    """m = n_h = 4: a product with its operands swapped or a transpose dropped (dZ2 W2^T
+    for W2^T dZ2) still has matching shapes here, so the values must tell. Against the
+    reference's gradients in float64 (four-term sums: a few u of the largest term)."""
+    X, Y = R.load_planar_dataset()
+    X, Y = X[:, 98:102], Y[:, 98:102]  # two examples of each class
+    P = R.initialize_parameters(2, 4, 1)
+    P = {k: v * 40 for k, v in P.items()}  # weights of order 1, so that every term counts
+    A2, cache = R.forward_propagation(X, P)
+    want = R.backward_propagation(P, cache, X, Y)
+    got = to_np(B, B.backward_propagation(B.tree_from_numpy(P), B.tree_from_numpy(cache),
+                                          B.from_numpy(X), B.from_numpy(Y)))
+    assert list(got) == list(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-15, err_msg=k)
+
+
 def test_update_parameters_uses_the_rate_it_is_given(B):
     """learning_rate 0.3, not the default, on the reference's gradients: P - 0.3 dP has
     two roundings (the product and the difference), |error| <= 2u (|P| + 0.3 |dP|)."""
@@ -271,6 +288,20 @@ def test_predict_exactly_on_the_boundary(B, dtype):
     assert not want.any()
     got = B.to_numpy(B.predict(B.tree_from_numpy(P, dtype), B.from_numpy(X)))
     conforms(_prediction_results(want, got, "predict on A2 = 0.5"), f"{B.NAME}-{dtype}-predict-boundary")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_of_logits_beyond_exp_range(B, dtype):
+    """softmax subtracts each column's maximum before exp (the reference's formula):
+    logits of 1000 (exp overflows in both dtypes) give the exact ratios, by hand:
+    column 0 (1000, 999): 1 / (1 + e^-1), e^-1 / (1 + e^-1); column 1 (-1000, 1000):
+    e^-2000 (0 in both dtypes), 1."""
+    z = np.array([[1000.0, -1000.0], [999.0, 1000.0]])
+    got = B.to_numpy(B.softmax(B.from_numpy(z, dtype)))
+    e = math.exp(-1)
+    want = np.array([[1 / (1 + e), 0.0], [e / (1 + e), 1.0]])
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, want, rtol=8 * float(np.finfo(dtype).eps), atol=0)
 
 
 @pytest.mark.parametrize("output, dims", [("sigmoid", [2, 4, 3, 1]), ("softmax", [2, 4, 3])])

@@ -81,6 +81,26 @@ def test_unknown_hidden_activation_gradient_is_refused(name):
     with pytest.raises(ValueError, match="unknown activation"):
         ref.activation_grad(name, np.zeros((1, 1)), np.zeros((1, 1)))
 
+def test_activation_names_refused_are_exactly_the_unlisted_ones():
+    """activation() takes the four hidden activations and softmax, activation_grad() the
+    four hidden ones (and returns g and g' for them); every other name is refused with
+    ValueError naming it."""
+    z = np.array([[0.5, -1.5]])
+    a = 1 / (1 + np.exp(-z))
+    for name in ("sigmoid", "tanh", "relu", "leaky_relu", "softmax"):
+        try:
+            g = ref.activation(name, z)
+            dg = ref.activation_grad(name, z, a) if name != "softmax" else None
+        except ValueError as e:
+            pytest.fail(f"{name} refused: {e}")
+        assert g.shape == z.shape and (dg is None or dg.shape == z.shape)
+    for name in ("swish", "gelu", "Sigmoid", ""):
+        with pytest.raises(ValueError, match=f"^unknown activation {name!r}"):
+            ref.activation(name, z)
+    with pytest.raises(ValueError, match="^unknown activation 'softmax'"):
+        ref.activation_grad("softmax", z, a)
+
+
 # ----------------------------------------------------------------------------- costs
 
 

@@ -325,6 +325,23 @@ def test_mismatched_layer_dims(backend, dims, phrase, tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("count, phrase", [
+    (4096, "__bfloat16__ lists x0 x1 "),  # as many names as MAX_MEMBERS: read, then checked
+    (4097, "member '__bfloat16__' has dtype <U5; expected a short string"),  # one more: refused
+])
+def test_bfloat16_list_of_at_most_max_members_names(backend, count, phrase, tmp_path):
+    """The __bfloat16__ member may list up to MAX_MEMBERS (4096) names; a longer list is
+    refused from its header, before it is read."""
+    names = np.array(["W1"] + [f"x{i}" for i in range(count - 1)])
+    path = tmp_path / "w.npz"
+    write_npz(path, {"__format__.npy": FORMAT, "__bfloat16__.npy": names,
+                     "W1.npy": np.zeros((3, 2), np.uint16)})
+    with pytest.raises(ValueError) as e:
+        get_backend(backend).load_weights(path)
+    assert str(e.value).startswith(f"{path}: unreadable weight file ({phrase}"), str(e.value)[:300]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_wrong_keys(backend, tmp_path):
     B = get_backend(backend)
     path = tmp_path / "w.npz"

@@ -47,6 +47,14 @@ mutant usually dies in a cheap test (the run stops at the first assertion failur
     python tools/mutate.py --package torch_impl --sample 40 --seed 1 --json out.json
     python tools/mutate.py --ids ID [ID ...] --tests tests/test_public_api.py
     python tools/mutate.py --rescore old.json --json new.json   # after editing the equivalents
+    python tools/mutate.py --rescore a.json b.json --json all.json --markdown report.md
+    python tools/mutate.py --update old.json --tests ... --json new.json   # after adding tests
+
+``--rescore`` merges runs of different packages into one report; ``--markdown`` writes
+it as a page (docs/mutation.md). ``--update`` re-runs, with the current tests, the
+mutants of an earlier run that were not killed (and the control), and keeps the kills:
+a test that failed with an assertion still does, so a kill cannot be undone by adding
+tests (the run stops at its first assertion failure, whatever runs after it).
 
 Exit status: 0 when every mutant run was killed (or equivalent), 1 when some survived,
 crashed or timed out, 2 when a control mutant did not survive.
@@ -448,9 +456,17 @@ def summarize(results):
             "kill_rate_strict_ci95": wilson(counts["KILLED"], strict)}
 
 
+def package_tests(package, args):
+    """The test files given (--tests), else those of the earlier run being updated
+    (--update), else None (the default command's)."""
+    if args.tests:
+        return args.tests
+    return (getattr(args, "old_tests", None) or {}).get(package)
+
+
 def run_package(package, backend, mutants, args, scratch, jax_cache, log):
     """The control, then every mutant of one package, in the scratch copy."""
-    files = test_files(package, backend, args.tests)
+    files = test_files(package, backend, package_tests(package, args))
     cmd = pytest_command(files, backend)
     order_file = os.path.join(os.path.dirname(scratch), f"order-{package}.json")
     equivalents = load_equivalents(args.equivalents)
@@ -508,21 +524,160 @@ def print_summary(report, log=print):
             f"{rate} (95 % CI {100 * lo:.0f}-{100 * hi:.0f} %) of {p['sampled']} sampled from {p['population']}")
 
 
-def rescore(path, out, equivalents):
-    """An earlier run with the current equivalents table applied: a listed mutant becomes
-    EQUIVALENT whatever it did (its run's status is kept in ``ran``)."""
-    with open(path) as f:
-        report = json.load(f)
+def apply_equivalents(report, equivalents):
+    """A listed mutant becomes EQUIVALENT whatever it did (its run's status is kept in
+    ``ran``); the package summaries are recomputed."""
     for m in report["mutants"]:
         if m["id"] in equivalents and m["status"] != "EQUIVALENT":
             m["ran"], m["status"], m["detail"] = m["status"], "EQUIVALENT", equivalents[m["id"]]
     for package, p in report["packages"].items():
         p.update(summarize([m for m in report["mutants"] if m["package"] == package]))
+    return report
+
+
+def merge(reports):
+    """One report of runs of different packages (a package in two runs: the later wins)."""
+    out = {"command": [], "python": reports[0].get("python"), "packages": {}, "mutants": []}
+    for r in reports:
+        out["command"] += r["command"] if isinstance(r["command"], list) else [r["command"]]
+        for package, p in r["packages"].items():
+            out["packages"][package] = p
+            out["mutants"] = [m for m in out["mutants"] if m["package"] != package]
+            out["mutants"] += [m for m in r["mutants"] if m["package"] == package]
+    return out
+
+
+def rescore(paths, out, equivalents, markdown=None):
+    """Earlier runs with the current equivalents table applied, merged into one report."""
+    reports = []
+    for path in paths:
+        with open(path) as f:
+            reports.append(json.load(f))
+    report = apply_equivalents(merge(reports) if len(reports) > 1 else reports[0], equivalents)
     report["rescored_with"] = os.path.relpath(EQUIVALENTS, ROOT)
     if out:
         fileio.write_json(out, report)
+    if markdown:
+        write_markdown(markdown, report)
     print_summary(report)
     return 0
+
+
+def _pct(x):
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def _cell(text):
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _sample_of(report, package):
+    """(seed, tests) of a package's sampled run, from its command line when the JSON
+    predates those fields."""
+    p = report["packages"][package]
+    seed, tests = p.get("seed"), p.get("tests")
+    commands = report["command"] if isinstance(report["command"], list) else [report["command"]]
+    for c in commands:
+        argv = c.split()
+        if "--package" in argv and package in argv and "--sample" in argv:
+            if seed is None:
+                seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 0
+            if tests is None and "--tests" in argv:
+                tests = [a for a in argv[argv.index("--tests") + 1:] if a.startswith("tests/")]
+                tests = tests[:next((i for i, a in enumerate(tests) if a.startswith("--")), len(tests))]
+    return seed, tests
+
+
+def markdown(report):
+    """The report as a page: a table per package, then every mutant not killed, the
+    crashes and timeouts apart, and the equivalents with their reasons."""
+    commands = report["command"] if isinstance(report["command"], list) else [report["command"]]
+    lines = ["# Mutation testing", "",
+             "Generated by `tools/mutate.py` from `docs/mutation.json`; do not edit by hand. "
+             "How the mutants are made and classified: the docstring of tools/mutate.py. "
+             "A mutant is KILLED only when a test fails with an assertion; crashes and "
+             "timeouts are listed apart and never counted as kills. The kill rate is "
+             "killed / (killed + survived), the non-equivalent mutants that ran to a verdict; "
+             "the strict rate also counts crashes and timeouts as not killed. Each mutant runs the "
+             "default test command (`-m \"not slow\"`, with `--backend NAME` for a mirror) on the "
+             "test files listed per package below; where these are fewer than the default "
+             "command's files, a survivor might still be killed by the others, so the kill rate "
+             "is a lower bound.", "",
+             "Regenerate after editing docs/mutation_equivalents.txt: `python tools/mutate.py "
+             "--rescore docs/mutation.json --json docs/mutation.json --markdown docs/mutation.md`.",
+             "", "Commands of the runs:", ""]
+    lines += [f"    {c}" for c in commands]
+    lines += ["", "| package | population | sampled (seed) | killed | survived | crashed | timed out "
+              "| equivalent | kill rate (95 % CI) | strict | control | run time |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|"]
+    for package, p in report["packages"].items():
+        c = p["counts"]
+        lo, hi = p["kill_rate_ci95"]
+        seed, _ = _sample_of(report, package)
+        lines.append(f"| {package} | {p['population']} | {p['sampled']}"
+                     f"{'' if seed is None else f' ({seed})'} | {c['KILLED']} | {c['SURVIVED']} "
+                     f"| {c['CRASH']} | {c['TIMEOUT']} | {c['EQUIVALENT']} | {_pct(p['kill_rate'])} "
+                     f"({100 * lo:.0f}-{100 * hi:.0f} %) | {_pct(p['kill_rate_strict'])} "
+                     f"| {p['control']['status']} ({p['control'].get('passed', 0)} tests passed) "
+                     f"| {p.get('seconds', 0):.0f} s |")
+    for package, p in report["packages"].items():
+        _, tests = _sample_of(report, package)
+        if tests:
+            lines += ["", f"Tests run for {package} ({p['control'].get('passed', 0)} passed on the control "
+                          f"in {p['control'].get('seconds', 0):.0f} s): " + ", ".join(f"`{t}`" for t in tests)]
+        if p.get("updated_from"):
+            rc = p.get("rerun_control", {})
+            lines += ["", f"{package}: after tests were added, {p['updated_from']}, on "
+                          + ", ".join(f"`{t}`" for t in p.get("rerun_tests", []))
+                          + f" (control {rc.get('status')}, {rc.get('passed', 0)} passed); such a "
+                          "mutant's first verdict is in the JSON (`first_run`)."]
+    sections = [("SURVIVED", "Survived"), ("CRASH", "Crashed (not kills)"),
+                ("TIMEOUT", "Timed out (not kills)"), ("EQUIVALENT", "Equivalent mutants"),
+                ("KILLED", "Killed")]
+    for status, title in sections:
+        rows = [m for m in report["mutants"] if m["status"] == status]
+        lines += ["", f"## {title} ({len(rows)})", ""]
+        if not rows:
+            lines.append("None.")
+            continue
+        what = "reason" if status == "EQUIVALENT" else "detail"
+        lines += [f"| mutant | where | change | {what} |", "|---|---|---|---|"]
+        for m in rows:
+            lines.append(f"| `{m['id']}` | {m['path']}:{m['line']} {_cell(m['qualname'])} "
+                         f"| `{_cell(_short(m['original'], 60))}` → `{_cell(_short(m['replacement'], 60))}` "
+                         f"| {_cell(m['detail'])[:200]} |")
+    return "\n".join(lines) + "\n"
+
+
+def updated(old, new, old_path):
+    """``old`` with the re-run mutants' results of ``new`` (and its controls)."""
+    rerun = {m["id"]: m for m in new["mutants"]}
+    report = dict(old)
+    report["command"] = ([old["command"]] if isinstance(old["command"], str) else old["command"]) + [new["command"]]
+    report["mutants"] = []
+    for m in old["mutants"]:
+        if m["id"] in rerun:
+            m = {**rerun[m["id"]], "first_run": {"status": m.get("ran", m["status"]), "detail": m["detail"]}}
+        report["mutants"].append(m)
+    report["packages"] = {}
+    for package, p in old["packages"].items():
+        q = new["packages"].get(package)
+        report["packages"][package] = {
+            **p,
+            "tests": _sample_of(old, package)[1],
+            "seconds": p.get("seconds", 0) + (q["seconds"] if q else 0),
+            **summarize([m for m in report["mutants"] if m["package"] == package])}
+        if q:
+            n = sum(1 for m in report["mutants"] if m["package"] == package and "first_run" in m)
+            report["packages"][package]["updated_from"] = \
+                f"{n} mutants run again, the kills of the first run kept ({' '.join(new['command'].split()[2:])})"
+            report["packages"][package]["rerun_tests"] = q["tests"]
+            report["packages"][package]["rerun_control"] = q["control"]
+    return report
+
+
+def write_markdown(path, report):
+    fileio.write_text(path, markdown(report))
 
 
 def main(argv=None):
@@ -538,11 +693,39 @@ def main(argv=None):
     ap.add_argument("--equivalents", default=EQUIVALENTS, help="table of equivalent mutants")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--json", help="write every result to this file")
-    ap.add_argument("--rescore", metavar="JSON",
-                    help="apply the equivalents table to an earlier run's JSON (no run; with --json)")
+    ap.add_argument("--markdown", help="write the report as a markdown page to this file")
+    ap.add_argument("--rescore", metavar="JSON", nargs="+",
+                    help="apply the equivalents table to earlier runs' JSON, merged into one "
+                         "report (no run; with --json / --markdown)")
+    ap.add_argument("--update", metavar="JSON",
+                    help="run again the mutants of this earlier run that were not killed, "
+                         "with its test files unless --tests; keep its kills, and write the "
+                         "updated report (with --json)")
+    ap.add_argument("--rerun", nargs="+", default=["SURVIVED", "CRASH", "TIMEOUT"],
+                    choices=["SURVIVED", "CRASH", "TIMEOUT"],
+                    help="with --update: the earlier statuses to run again (default: all three; "
+                         "--ids picks some of them)")
     args = ap.parse_args(argv)
     if args.rescore:
-        return rescore(args.rescore, args.json, load_equivalents(args.equivalents))
+        return rescore(args.rescore, args.json, load_equivalents(args.equivalents), args.markdown)
+    old_report = None
+    if args.update:
+        if args.sample is not None or args.package:
+            ap.error("--update takes its packages and mutants from the earlier run")
+        with open(args.update) as f:
+            old_report = json.load(f)
+        chosen_ids = [m["id"] for m in old_report["mutants"] if m["status"] in args.rerun]
+        if args.ids:  # a choice among those
+            unknown = sorted(set(args.ids) - set(chosen_ids))
+            if unknown:
+                ap.error(f"not among the earlier run's {'/'.join(args.rerun)} mutants: {' '.join(unknown)}")
+            chosen_ids = [i for i in chosen_ids if i in args.ids]
+        args.ids = chosen_ids
+        args.package = [p for p in old_report["packages"] if any(i.startswith(p + "/") for i in args.ids)]
+        args.old_tests = {p: _sample_of(old_report, p)[1] for p in old_report["packages"]}
+        if not args.ids:
+            print("every mutant of the earlier run was killed or is equivalent: nothing to run")
+            return 0
 
     chosen = args.package or list(packages)
     if args.ids:
@@ -596,13 +779,21 @@ def main(argv=None):
                                            jax_cache, log)
             broken |= control["status"] != "SURVIVED"
             report["packages"][package] = {"population": population,
-                                           "sampled": len(mutants), "control": control,
+                                           "sampled": len(mutants),
+                                           "seed": None if args.ids or args.sample is None else args.seed,
+                                           "tests": test_files(package, packages[package],
+                                                               package_tests(package, args)),
+                                           "control": control,
                                            "seconds": round(time.perf_counter() - t0, 1),
                                            **summarize(results)}
             report["mutants"] += results
+    if old_report is not None:
+        report = updated(old_report, report, args.update)
     print_summary(report, log)
     if args.json:
         fileio.write_json(args.json, report)
+    if args.markdown:
+        write_markdown(args.markdown, report)
     if broken:
         log("a control mutant did not survive: the suite is broken (or this tool is)")
         return 2
