@@ -396,10 +396,10 @@ def test_bad_input_same_error_everywhere(bad, backend):
 def test_valid_input_is_never_refused(backend, output):
     """The checks refuse bad input only: well-formed float64 and float32 inputs go
     through every public step of training (each hidden activation, both costs, the
-    optimisers, a schedule, gradient norms, train with mini-batches and Adam, predict,
-    weight files) without a TypeError or ValueError."""
+    optimisers, a schedule, gradient norms, train with mini-batches and Adam, an eager
+    step on every gradient path, predict, weight files) without a TypeError or ValueError, or any other exception."""
     B = get_backend(backend)
-    step = "?"
+    step = "from_numpy"
     try:
         for dtype in ("float64", "float32"):
             X, Y, P = data(output)
@@ -423,11 +423,15 @@ def test_valid_input_is_never_refused(backend, output):
                 B.learning_rate_at(opt, 0)
             step = f"{dtype} train"
             B.train(P, X, Y, "tanh", output, opt, num_epochs=2, batch_size=4, seed=0)
+            for grad_path in B.GRAD_PATHS:
+                step = f"{dtype} make_train_step({grad_path!r})"
+                B.make_train_step("tanh", output, opt, "stable", grad_path)(
+                    P, B.init_optimizer_state(P, opt), X, Y)
         with tempfile.TemporaryDirectory() as d:
             step = "save_weights / load_weights"
             B.save_weights(os.path.join(d, "w.npz"), P)
             B.load_weights(os.path.join(d, "w.npz"), layer_dims=[2, 3, Y.shape[0]])
-    except (TypeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  refused (TypeError, ValueError) or broken: a wrong answer
         pytest.fail(f"{step}: valid input refused: {type(e).__name__}: {e}")
 
 
