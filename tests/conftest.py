@@ -178,3 +178,12 @@ def require_device(backend_module, device):
     if device not in backend_module.devices():
         what = {"cuda": "no CUDA device", "gpu": "no JAX GPU device"}.get(device, f"no {device} device")
         pytest.skip(f"{what} on this machine")
+
+
+def call_ok(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on input the API documents as valid: an exception there is a
+    wrong answer, asserted (pytest.fail), not a crash that no assertion reaches."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - every exception type is the same wrong answer
+        pytest.fail(f"{getattr(fn, '__name__', fn)} raised {type(e).__name__} on valid input: {e}")

@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from conftest import call_ok
 import reference as ref
 
 
@@ -45,7 +46,7 @@ def test_initial_w1_first_value_is_the_seed_1_draw():
 def test_global_numpy_rng_is_untouched(call):
     np.random.seed(12345)
     before = np.random.get_state()
-    call()
+    call_ok(call)
     assert rng_state_equal(before, np.random.get_state())
 
 
