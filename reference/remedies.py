@@ -215,14 +215,9 @@ def remedy_forward(X, parameters, bn_state, remedies, hidden="tanh", output="sig
                 var = _col_mean(Zc * Zc)
                 cache[f"mu{l}"], cache[f"var{l}"] = mu, var
                 # running estimates, the course's exponentially weighted average; "unbiased"
-                # (torch) averages m/(m-1) var, which m = 1 cannot give
-                if remedies.bn_running_var == "unbiased":
-                    if m < 2:
-                        raise ValueError("bn_running_var='unbiased' needs a batch of m >= 2 "
-                                         "examples (it averages m/(m-1) times the batch variance)")
-                    var_c = var * (m / (m - 1))
-                else:
-                    var_c = var
+                # (torch) averages m/(m-1) var, which m = 1 cannot give (refused by the
+                # shared validation, reference/validate.py, for every backend)
+                var_c = var * (m / (m - 1)) if remedies.bn_running_var == "unbiased" else var
                 new_bn[f"mu_run{l}"] = mom * bn_state[f"mu_run{l}"] + (1 - mom) * mu
                 new_bn[f"var_run{l}"] = mom * bn_state[f"var_run{l}"] + (1 - mom) * var_c
             else:

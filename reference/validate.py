@@ -807,10 +807,16 @@ def check_masks(masks, lay, dims, m, remedies, ops):
                          f"masks are D1 ... D{lay['L'] - 1})")
 
 
-def _remedy_data(a, ops, Y=True, masks=True):
+def _remedy_data(a, ops, Y=True, masks=True, trains=False):
+    """The checks every remedy function with data makes; ``trains``: it runs a train-mode
+    forward, whose unbiased running variance averages m/(m-1) var (m = 1 cannot give it):
+    refused here, before anything is computed (or compiled), in every backend."""
     check_remedies(a["remedies"])
     lay, dt = check_remedy_parameters(a["parameters"], a["remedies"], ops)
     m = check_X(a["X"], a["parameters"], ops)
+    if trains and lay["bn"] and a["remedies"].bn_running_var == "unbiased" and m < 2:
+        raise ValueError("bn_running_var='unbiased' needs a batch of m >= 2 examples (it "
+                         "averages m/(m-1) times the batch variance)")
     L = lay["L"]
     dims = (int(a["parameters"]["W1"].shape[1]),) + tuple(
         int(a["parameters"][f"W{l}"].shape[0]) for l in range(1, L + 1))
@@ -845,7 +851,7 @@ def _v_dropout_masks(a, ops):
 
 def _v_remedy_forward(a, ops):
     check_names(a["hidden"], a["output"])
-    lay, _ = _remedy_data(a, ops, Y=False)
+    lay, _ = _remedy_data(a, ops, Y=False, trains=a.get("train", True))
     check_bn_state(a["bn_state"], a["parameters"], lay, ops)
 
 
@@ -876,14 +882,14 @@ def _v_remedy_backward(a, ops):
 
 def _v_remedy_backward_autodiff(a, ops):
     check_names(a["hidden"], a["output"])
-    lay, _ = _remedy_data(a, ops)
+    lay, _ = _remedy_data(a, ops, trains=True)
     check_bn_state(a["bn_state"], a["parameters"], lay, ops)
 
 
 def _v_remedy_step(a, ops):
     check_names(a["hidden"], a["output"])
     check_optimizer(a["optimizer"])
-    lay, _ = _remedy_data(a, ops)
+    lay, _ = _remedy_data(a, ops, trains=True)
     check_bn_state(a["bn_state"], a["parameters"], lay, ops)
     check_state(a["opt_state"], a["parameters"], a["optimizer"], ops)
 

@@ -27,9 +27,9 @@ Input checks: the package's public functions run the reference's validation firs
 (reference/validate.py through guard_api, as every public function of the mirror: the
 same checks and one-line messages for parameters that do not fit the remedies, masks of
 the wrong shape or lacking a layer, a bn_state lacking a layer, a backward on an
-eval-mode cache, ...); the mirrors add their own: masks given with keep_prob == 1,
-the reference's m >= 2 for the unbiased running variance (before anything is computed or
-compiled) and an unknown path. The functions of this module itself are not run through
+eval-mode cache, masks given without dropout, a batch of one example for the unbiased
+running variance: all refused before anything is computed or compiled); the mirror adds
+only its unknown-path message. The functions of this module itself are not run through
 the shared validation, as the rest of the mirror's modules are not.
 """
 import functools
@@ -71,21 +71,10 @@ def step_masks(layer_dims, m, keep_prob, k, dtype=torch.float64, device="cpu"):
 
 # ------------------------------------------------------------------ validation
 
-def _check(parameters, X, remedies, masks, train=True):
-    """The layout, after the checks the shared validation does not make. The package's
-    public functions validate their arguments first (reference/validate.py through
-    guard_api: the reference's checks and messages, parameters against the remedies'
-    layout, bn_state, mask shapes, X and Y); these two are the mirrors' own:
-    masks given with keep_prob == 1 (the reference ignores them; here the caller
-    evidently expected dropout) and the reference's m >= 2 for the unbiased running
-    variance, raised before anything is computed (or compiled)."""
-    if masks is not None and not remedies.dropout:
-        raise ValueError("dropout masks were given but keep_prob is 1 (no dropout): pass masks=None")
-    lay = layout(layer_dims_of(parameters), remedies)
-    if train and lay["bn"] and remedies.bn_running_var == "unbiased" and X.shape[1] < 2:
-        raise ValueError("bn_running_var='unbiased' needs a batch of m >= 2 examples (it "
-                         "averages m/(m-1) times the batch variance)")
-    return lay
+def _layout(parameters, remedies):
+    """The layers each remedy touches (reference.remedies.layout). Inputs are checked by
+    the shared validation (reference/validate.py through guard_api) before this runs."""
+    return layout(layer_dims_of(parameters), remedies)
 
 
 # ------------------------------------------------------------------ the formulas
@@ -269,7 +258,7 @@ def remedy_forward(X, parameters, bn_state, remedies, hidden="tanh", output="sig
     dropout, bn_state unchanged. The cache holds A0, every forward stage and the
     reference's internal G{l} = g(H{l}) where it differs from A{l}."""
     train = bool(train)
-    lay = _check(parameters, X, remedies, masks, train)
+    lay = _layout(parameters, remedies)
     return _forward(X, parameters, bn_state, remedies, hidden, output, masks, train, lay)
 
 
@@ -284,7 +273,7 @@ def remedy_backward(parameters, cache, X, Y, remedies, hidden="tanh", output="si
                     masks=None):
     """Backprop through a train-mode cache (docs/remedies.md, "Backward"); the masks the
     forward used. dZ dA dH dZt are m dJ/d(.); dW db dgamma dbeta dWs are dJ/d(.)."""
-    lay = _check(parameters, X, remedies, masks, train=False)
+    lay = _layout(parameters, remedies)
     return _backward(parameters, cache, X, Y, remedies, hidden, output, masks, lay)
 
 
@@ -292,7 +281,7 @@ def remedy_backward_autodiff(parameters, bn_state, X, Y, remedies, hidden="tanh"
                              output="sigmoid", masks=None):
     """``remedy_backward``'s dict (same keys, order and scaling) by torch.autograd through
     the train-mode forward and the stable cost, L2 included."""
-    lay = _check(parameters, X, remedies, masks)
+    lay = _layout(parameters, remedies)
     return _cost_and_autograd(parameters, bn_state, X, Y, remedies, hidden, output, masks,
                               lay)[1]
 
@@ -352,7 +341,7 @@ def remedy_step(path, parameters, bn_state, opt_state, X, Y, remedies, hidden, o
     and the updates only."""
     if path not in REMEDY_PATHS:
         raise ValueError(f"unknown remedy path {path!r}; expected one of {', '.join(REMEDY_PATHS)}")
-    lay = _check(parameters, X, remedies, masks)
+    lay = _layout(parameters, remedies)
     if path == "compiled":
         stages, new_p, new_bn, new_s = _compiled_step(parameters, bn_state, opt_state, X, Y,
                                                       remedies, hidden, output, optimizer, masks)
