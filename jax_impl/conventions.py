@@ -435,7 +435,7 @@ def _kinds(opt_state):
     return found
 
 
-def state_to_reference(opt_state, layers, optimizer):
+def state_to_reference(opt_state, layers, optimizer, convert=None):
     """The reference's optimiser state from an optax state, in its layout and order:
     ``t`` (Python int; only where optax keeps a count: ScaleByAdamState, EmaState or
     ScaleByScheduleState), then ``vdW1 vdb1 ...`` and ``sdW1 ...``:
@@ -443,7 +443,12 @@ def state_to_reference(opt_state, layers, optimizer):
         TraceState         vdP = (1 - beta) trace (momentum_form "ema": optax.sgd with the
                            lr scaled by 1 - beta), vdP = trace ("heavy_ball")
         EmaState           vdP = ema (optax.ema's raw average, before any debiasing)
-    ``layers``: dense_layers(params). Values are NumPy arrays."""
+    ``layers``: dense_layers(params). Values are NumPy arrays. ``convert(tree, prefix)``
+    replaces ``tree_to_reference(tree, layers, prefix)`` for parameters other than dense
+    layers (the remedies' gamma, beta, Ws: idiomatic.run_idiomatic_remedies)."""
+    if convert is None:
+        def convert(tree, prefix):
+            return tree_to_reference(tree, layers, prefix)
     kinds = _kinds(opt_state)
     out = {}
     for cls in (optax.ScaleByAdamState, optax.EmaState, optax.ScaleByScheduleState):
@@ -452,15 +457,15 @@ def state_to_reference(opt_state, layers, optimizer):
             break
     if optax.ScaleByAdamState in kinds:
         s = kinds[optax.ScaleByAdamState]
-        out.update(tree_to_reference(s.mu, layers, "vd"))
-        out.update(tree_to_reference(s.nu, layers, "sd"))
+        out.update(convert(s.mu, "vd"))
+        out.update(convert(s.nu, "sd"))
     elif optax.TraceState in kinds:
-        v = tree_to_reference(kinds[optax.TraceState].trace, layers, "vd")
+        v = convert(kinds[optax.TraceState].trace, "vd")
         if optimizer.momentum_form == "ema":
             v = {k: (1 - optimizer.beta) * a for k, a in v.items()}
         out.update(v)
     elif optax.EmaState in kinds:
-        out.update(tree_to_reference(kinds[optax.EmaState].ema, layers, "vd"))
+        out.update(convert(kinds[optax.EmaState].ema, "vd"))
     return out
 
 

@@ -50,7 +50,7 @@ from reference.activations import (HIDDEN_ACTIVATIONS, LEAKY_SLOPE, OUTPUT_ACTIV
 from reference.optim import Optimizer
 
 from ._convert import _device
-from .conventions import (_states as _optax_states, dense_layers, leaf_path, leaves_by_path,
+from .conventions import (dense_layers, leaf_path, leaves_by_path,
                           optax_transform_for, reference_optimizer_for, state_to_reference,
                           tree_to_reference)
 from reference.costs import check_cost
@@ -631,26 +631,6 @@ _remedy_step_jit = jax.jit(_remedy_step, static_argnames=(
     "graphdef", "decay", "tx", "loss_fn", "other_loss", "output", "weight_decay"))
 
 
-def _remedy_state(opt_state, paths, optimizer):
-    """t, vdP, sdP in the reference's order (t, then per parameter vd, sd) from an optax state."""
-    kinds = {type(s): s for s in _optax_states(opt_state)}
-    out = {}
-    for cls in (optax.ScaleByAdamState, optax.EmaState, optax.ScaleByScheduleState):
-        if cls in kinds:
-            out["t"] = int(kinds[cls].count)
-            break
-    if optax.ScaleByAdamState in kinds:
-        s = kinds[optax.ScaleByAdamState]
-        vd, sd = _to_reference(s.mu, paths, "vd"), _to_reference(s.nu, paths, "sd")
-        for k in paths:
-            out[f"vd{k}"], out[f"sd{k}"] = vd[f"vd{k}"], sd[f"sd{k}"]
-    elif optax.TraceState in kinds:
-        v = _to_reference(kinds[optax.TraceState].trace, paths, "vd")
-        if optimizer.momentum_form == "ema":
-            v = {k: (1 - optimizer.beta) * a for k, a in v.items()}
-        out.update(v)
-    return out
-
 
 def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh", output="sigmoid",
                            optimizer=Optimizer(), dtype="float64", device="cpu", *, transform=None):
@@ -723,7 +703,10 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
     s[f"dZ{L}"], s["dA0"] = out["dZL"].T, out["dA0"].T
     s.update(_to_reference(grads, ppaths, "d"))
     s.update({f"{k}'": v for k, v in _to_reference(params, ppaths).items()})
-    state = _remedy_state(opt_state, ppaths, optimizer)
+    state = state_to_reference(opt_state, None, optimizer,
+                               convert=lambda tree, prefix: _to_reference(tree, ppaths, prefix))
+    # the reference's optimizer_step order: t, then vd and sd per parameter
+    state = {k: state[k] for k in ["t"] + [f"{b}{k}" for k in ppaths for b in ("vd", "sd")] if k in state}
     s.update({f"{k}'": v for k, v in state.items()})
     s.update({f"{k}'": v for k, v in _to_reference(stats, spaths).items()})
     lay = layout(tuple(dims), remedies)

@@ -225,23 +225,25 @@ def cost_bounds(cache, Y, E, output, cost, prec, extra_roundings=0):
     return np.asarray((np.sum(dl * EA + extra) + red * np.sum(terms)) / m)
 
 
+def output_grad_bound(ZL, AL, EA, dZL, output, prec):
+    """E of dZ^[L] = A - Y, formed directly or (autodiff of the stable cost) in log space,
+    A = exp(z - lse(z)) (jnp.logaddexp's JVP, log_softmax): the exponent's rounding,
+    u (|z| + |lse|), is a relative error of A (33 ulps at z = 33 in float64)."""
+    if output == "softmax":
+        top = ZL.max(axis=0, keepdims=True)
+        lse = top + np.log(np.sum(np.exp(ZL - top), axis=0, keepdims=True))
+    else:
+        lse = np.logaddexp(ZL, 0.0)
+    return EA * (1 + prec.u) + prec.u * _abs(dZL) + prec.u * (_abs(ZL) + _abs(lse)) * _abs(AL)
+
+
 def backward_bounds(params, cache, grads, E_params, E, hidden, output, prec, extra_roundings=0):
     """E for every dZ^[l], dW^[l], db^[l], dA^[l-1]. ``extra_roundings``: of a
     data-parallel reduction of the batch means dW, db (``reduction_roundings``)."""
     L = len(params) // 2
     m = cache["A0"].shape[1]
     G = {}
-    ZL, AL = cache[f"Z{L}"], cache[f"A{L}"]
-    # dZL = A - Y, formed directly or (autodiff of the stable cost) in log space,
-    # A = exp(z - lse(z)) (jnp.logaddexp's JVP, log_softmax): the exponent's rounding,
-    # u (|z| + |lse|), is a relative error of A (33 ulps at z = 33 in float64)
-    if output == "softmax":
-        top = ZL.max(axis=0, keepdims=True)
-        lse = top + np.log(np.sum(np.exp(ZL - top), axis=0, keepdims=True))
-    else:
-        lse = np.logaddexp(ZL, 0.0)
-    EdZ = (E[f"A{L}"] * (1 + prec.u) + prec.u * _abs(grads[f"dZ{L}"])
-           + prec.u * (_abs(ZL) + _abs(lse)) * _abs(AL))
+    EdZ = output_grad_bound(cache[f"Z{L}"], cache[f"A{L}"], E[f"A{L}"], grads[f"dZ{L}"], output, prec)
     for l in range(L, 0, -1):
         dZ, A_prev, W = grads[f"dZ{l}"], cache[f"A{l - 1}"], params[f"W{l}"]
         G[f"dZ{l}"] = EdZ

@@ -26,7 +26,7 @@ import numpy as np
 from netparity.stagenames import COST_L2, cost_key
 from reference.activations import activation
 from netparity.tolerance import (_abs, _act_bounds, _act_grad_bounds, _matmul_bound, cost_bounds,
-                                 optimizer_bounds)
+                                 optimizer_bounds, output_grad_bound)
 
 
 def _mean_bound(x, Ex, prec):
@@ -199,14 +199,7 @@ def backward_bounds(params, stages, X, Y, E_params, E, aux, hidden, output, reme
     c_drop = dropout_rounding(remedies.keep_prob, prec) if masks is not None else 0.0
     G = {}
     # dZ^[L] = A - Y: as tolerance.backward_bounds (its log-space autodiff form included)
-    ZL, AL = V[f"Z{L}"], V[f"A{L}"]
-    if output == "softmax":
-        top = ZL.max(axis=0, keepdims=True)
-        lse = top + np.log(np.sum(np.exp(ZL - top), axis=0, keepdims=True))
-    else:
-        lse = np.logaddexp(ZL, 0.0)
-    EdZ = (E[f"A{L}"] * (1 + prec.u) + prec.u * _abs(V[f"dZ{L}"])
-           + prec.u * (_abs(ZL) + _abs(lse)) * _abs(AL))
+    EdZ = output_grad_bound(V[f"Z{L}"], V[f"A{L}"], E[f"A{L}"], V[f"dZ{L}"], output, prec)
     pending = {}
     for l in range(L, 0, -1):
         EdS, dS = None, None
