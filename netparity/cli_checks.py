@@ -53,14 +53,20 @@ def seed_value(text):
     return value
 
 
+def _number(text):
+    """float(text) for an argparse type, or its one-line error."""
+    import argparse
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
 def keep_prob_value(text):
     """argparse type of --keep-prob: inverted dropout's keep probability, in (0, 1]."""
     import argparse
     import math
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _number(text)
     if not (math.isfinite(value) and 0 < value <= 1):
         raise argparse.ArgumentTypeError(f"must be a keep probability in (0, 1] (1: no dropout), "
                                          f"got {text}")
@@ -71,10 +77,7 @@ def l2_value(text):
     """argparse type of --l2: the L2 regularisation strength lambda, finite and >= 0."""
     import argparse
     import math
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _number(text)
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"must be a finite lambda >= 0, got {text}")
     return value

@@ -319,7 +319,8 @@ def gap_rows(data):
                         "floor_ns_per_column": per_col and 1e9 * per_col,
                         "floor_ns_per_column_one_core": per_col and 1e9 * per_col * cores,
                         "floor_us_at_400": f[0] and 1e6 * f[0], "cores": cores,
-                        "measured": g.get("measured"), "load": g.get("load")})
+                        "measured": g.get("measured"), "load": g.get("load"),
+                        "columns": g["columns"]})
     return out
 
 
@@ -330,8 +331,7 @@ def gap_section(data):
         return []
     out = ["", "What stands between the whole-loop path (scan) and the floor at planar size: "
            "its time per step over a sweep of the batch width m (2-4-1 net, m = "
-           + ", ".join(str(m) for m in next(iter(next(iter(data["machine_info"]["floor_gap"].values())).values()))["columns"])
-           + "), split by least squares into a fixed cost per step (the kernels XLA dispatches "
+           + ", ".join(map(str, rows_[0]["columns"])) + "), split by least squares into a fixed cost per step (the kernels XLA dispatches "
            "one after another, the loop) and a cost per example, against the floor's cost per "
            "example on all cores and on the one core a step this small runs on:", "",
            "| backend | dtype | µs/step at m = 400 | floor µs (all cores) | fixed µs/step | kernels/step "
