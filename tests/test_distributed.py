@@ -361,6 +361,38 @@ def test_torch_launch_names_the_failing_rank_and_shows_its_log(tmp_path):
     message = str(e.value)
     assert message.startswith(("rank 0 exited with 1:\n", "rank 1 exited with 1:\n")), message
     assert message.rstrip().endswith("RuntimeError: the job is for 3 workers, WORLD_SIZE is 2"), message
+    # an error of the job itself is not a set-up failure: it is never run again
+    assert not (tmp_path / "rendezvous.log").exists()
+
+
+def test_torch_launch_starts_again_when_the_process_group_is_not_set_up(tmp_path, monkeypatch, capfd):
+    """Rank 0 fails its process-group set-up in the first attempt (planted; gloo's
+    connectFullMesh does so now and then on a loaded machine): launch stops the other rank,
+    says so on stderr and in rendezvous.log, and the second attempt runs the job."""
+    launch = _torch_launch()
+    monkeypatch.setenv("NETPARITY_PLANT_RENDEZVOUS_FAILURE", "1")
+    (tmp_path / "job.json").write_text('{"workers": 2, "device": "cpu", "cases": []}')
+    assert launch(str(tmp_path), 2, timeout=120) == 2
+    err = capfd.readouterr().err
+    assert "was not set up (attempt 1 of 3): RuntimeError: planted rendezvous failure; starting the job again" in err, err
+    kept = (tmp_path / "rendezvous.log").read_text()
+    assert "attempt 1 of 3" in kept and "rank 0: " in kept and "attempt 2" not in kept, kept
+    for r in range(2):
+        assert "Error" not in (tmp_path / f"rank{r}.log").read_text()
+    assert _processes_running(str(tmp_path)) == []
+
+
+def test_torch_launch_gives_up_after_its_attempts(tmp_path, monkeypatch):
+    """A set-up that fails every time: RuntimeError after ``attempts`` tries, with the last
+    failing rank's log; no rank is left waiting in its own set-up."""
+    launch = _torch_launch()
+    monkeypatch.setenv("NETPARITY_PLANT_RENDEZVOUS_FAILURE", "2")
+    (tmp_path / "job.json").write_text('{"workers": 2, "device": "cpu", "cases": []}')
+    with pytest.raises(RuntimeError, match="could not be set up in 2 attempts") as e:
+        launch(str(tmp_path), 2, timeout=120, attempts=2)
+    assert "planted rendezvous failure" in str(e.value)
+    assert (tmp_path / "rendezvous.log").read_text().count("was not set up") == 2
+    assert _processes_running(str(tmp_path)) == []
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="lists processes from /proc")
