@@ -505,7 +505,7 @@ EXEMPT = {
     ("tools/mutate.py", "copy_tree"): "builds its own throwaway copy of the repository",
     ("tools/mutate.py", "run"): "writes a mutant into (and restores) its throwaway copy",
     ("tools/mutation_plugin.py", "_write"): "appends one line per test to a run's live record",
-    ("torch_impl/distributed.py", "launch"): "a worker's live log, streamed by its process (read on failure)",
+    ("torch_impl/distributed.py", "_run_ranks"): "a worker's live log, streamed by its process (read on failure)",
     ("netparity/cmd_report.py", "_png"): "savefig into an in-memory buffer",
 }
 

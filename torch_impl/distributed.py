@@ -73,14 +73,15 @@ def launch(job_dir, workers, timeout=600, attempts=ATTEMPTS):
     in ``rendezvous.log`` with the failing rank's log. Returns the attempt that ran."""
     job_dir = os.path.abspath(job_dir)
     deadline = time.monotonic() + timeout
+    notes = []
     for attempt in range(1, attempts + 1):
         failure = _run_ranks(job_dir, workers, timeout, deadline, attempt)
         if failure is None:
             return attempt
         note = (f"torch.distributed: the process group of {workers} gloo ranks was not set up "
                 f"(attempt {attempt} of {attempts}): {_last_line(failure)}")
-        with open(os.path.join(job_dir, "rendezvous.log"), "a") as f:
-            f.write(note + "\n" + failure + "\n")
+        notes.append(note + "\n" + failure)
+        fileio.write_text(os.path.join(job_dir, "rendezvous.log"), "\n".join(notes) + "\n")
         print(note + ("; starting the job again" if attempt < attempts else ""), file=sys.stderr)
     raise RuntimeError(f"the process group of {workers} gloo ranks could not be set up in "
                        f"{attempts} attempts; the last failing rank's log:\n{failure}")
