@@ -57,6 +57,12 @@ def add_arguments(parser):
                              "and odd, 63 examples, unequal shards)")
     parser.add_argument("--steps", action="append", type=int, default=None,
                         help="number(s) of updates before the stages are recorded (default: 1)")
+    parser.add_argument("--resync", action="store_true",
+                        help="check only the last of the --steps updates, started from the "
+                             "reference's own state before it (parameters, running estimates, "
+                             "optimiser state): one update's bounds, which stay finite where the "
+                             "bounds carried over several updates overflow (float32 batch norm); "
+                             "not on the idiomatic path")
     parser.add_argument("--data-parallel", metavar="N", type=int, default=None,
                         help="split each batch over N workers on the engines (torch.distributed "
                              "gloo ranks, N JAX host devices) and compare every stage with the "
@@ -239,6 +245,12 @@ def run(args):
         _check_archs(args)
     elif args.data_parallel is not None:
         check_remedy_cases(args, [], remedies)
+    if args.resync and args.data_parallel is not None:
+        raise UsageError("--resync does not apply to --data-parallel (whose cases run every update "
+                         "from the initial weights); drop one of them")
+    if args.resync and any(n < 2 for n in args.steps or [1]):
+        raise UsageError("--resync checks the last of several updates from the reference's state "
+                         "before it: give --steps N with N >= 2")
     if args.data_parallel is not None:
         from netparity.distributed import run_check
         return run_check(args)
@@ -251,6 +263,9 @@ def run(args):
         from netparity.remedy_training import remedy_config_name
         cases = selected_cases(args, remedy_config_name(remedies))
         check_remedy_cases(args, cases, remedies)
+    if args.resync:
+        from dataclasses import replace
+        cases = [replace(c, resync=True) for c in cases]
     if not cases:
         print("netparity check: no case selected", file=sys.stderr)
         return 2

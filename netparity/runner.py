@@ -93,6 +93,10 @@ def skip_reason(case):
     backend = get_backend(case.backend)
     if case.device not in backend.devices():
         return spec.missing_device_reason(case.device)
+    if getattr(case, "resync", False) and case.path == "idiomatic":
+        return (f"the idiomatic path runs its own loop from a fresh optimiser (run_idiomatic takes "
+                f"no optimiser state), so it cannot start an update from the reference's state: "
+                f"a resync case runs on the {', '.join(p for p in spec.paths if p != 'idiomatic')} paths")
     if case.path == "compiled":
         ok, why = backend.compile_status()
         if not ok:
@@ -126,14 +130,17 @@ def run_case(case):
     if reason:
         return CaseResult(case, skipped=reason)
     exp = expected(case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch,
-                   case.steps, case.tf32, getattr(case, "size", "toy"), getattr(case, "remedy", "none"))
+                   case.steps, case.tf32, getattr(case, "size", "toy"), getattr(case, "remedy", "none"),
+                   getattr(case, "resync", False))
     unbounded = non_finite_bounds(exp.bounds, stages_for_path(exp.order, case.path, case.optimizer))
     if unbounded:
         # the a-priori bounds compound through batch-normalised layers until they overflow
         # (docs/tolerances.md, "Remedies"): such a case could not fail, so it is not run
         return CaseResult(case, skipped=(
             f"no finite a-priori bound for {len(unbounded)} stages (first {unbounded[0]}): the "
-            f"rounding model's bound overflows here (docs/tolerances.md), so the case could not fail"))
+            f"rounding model's bound overflows here (docs/tolerances.md), so the case could not fail"
+            + ("" if getattr(case, "resync", False) or case.steps == 1 else
+               "; its resync twin checks the last update from the reference's own state")))
     from reference.remedies import ConventionUnsupported
     try:
         with precision_mode(tf32=case.tf32):
@@ -201,7 +208,8 @@ def verdict(ratio):
 def config_key(case):
     """What the columns of one table share: everything but backend, path and device."""
     return (case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch, case.steps,
-            case.tf32, getattr(case, "size", "toy"), getattr(case, "remedy", "none"))
+            case.tf32, getattr(case, "size", "toy"), getattr(case, "remedy", "none"),
+            getattr(case, "resync", False))
 
 
 def config_title(case):
@@ -212,7 +220,8 @@ def config_title(case):
     remedy = getattr(case, "remedy", "none")
     return (f"{case.dtype} {case.hidden}/{case.output} {dims} {case.optimizer} {case.batch} "
             f"{case.steps} step{'s' if case.steps != 1 else ''}"
-            + ("" if remedy == "none" else f" remedies {remedy}"))
+            + ("" if remedy == "none" else f" remedies {remedy}")
+            + (f", update {case.steps} from the reference's state" if getattr(case, "resync", False) else ""))
 
 
 def column_name(case):

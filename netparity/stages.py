@@ -7,6 +7,14 @@ dZL dWL dbL dA{L-1} dZ{L-1} ... dW1 db1 dA0, then the updated parameters W1' b1'
 and optimiser state t' vdW1' sdW1' .... Each backend runs its own chain of updates from
 the reference's initial weights and data (nothing is re-synchronised between steps), so
 the bounds carry the error of earlier steps forward (see tolerance.py).
+
+A ``resync`` case checks the last update alone: the reference runs the first steps − 1
+updates in the case's dtype, and every backend (and the float64 oracle) starts the last
+one from that state, its parameters, running estimates and optimiser state (t = steps − 1
+included) exactly as the reference holds them. Its bounds are one update's, so they stay
+finite where carried bounds overflow (batch norm over several float32 steps,
+docs/tolerances.md), and it still exercises what only a later update has: Adam's bias
+corrections at t > 1, non-zero moments, running estimates away from 0 and 1.
 """
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -87,6 +95,7 @@ class Case:
     tf32: bool = False
     size: str = "toy"             # one of SIZES
     remedy: str = "none"          # one of REMEDY_CONFIGS
+    resync: bool = False          # only the last update, from the reference's state (above)
 
     @property
     def data(self):
@@ -107,7 +116,8 @@ class Case:
         prec = "tf32" if self.tf32 else self.dtype
         return (f"{self.backend}-{self.path}-{self.device}-{prec}-{self.hidden}-{self.output}-{dims}"
                 f"-{self.optimizer}-{self.batch}-{self.steps}step"
-                + ("" if self.remedy == "none" else f"-{self.remedy}"))
+                + ("" if self.remedy == "none" else f"-{self.remedy}")
+                + ("-resync" if self.resync else ""))
 
     def context(self):
         return {"case": self.id}
@@ -185,14 +195,21 @@ def run_backend(case):
         # the framework's own modules and optimisers, from the same weights, data and batches
         return backend.run_idiomatic(initial_parameters(case), X, Y, batch_sequence(case),
                                      case.hidden, case.output, optimizer, case.dtype, case.device)
-    params = backend.tree_from_numpy(initial_parameters(case), case.dtype, case.device)
-    state = backend.init_optimizer_state(params, optimizer)
+    batches = batch_sequence(case)
+    if getattr(case, "resync", False):
+        start_p, _, start_s = resync_start(case)
+        params = backend.tree_from_numpy(start_p, case.dtype, case.device)
+        state = state_from_numpy(backend, start_s, params, optimizer, case.dtype, case.device)
+        batches = batches[-1:]
+    else:
+        params = backend.tree_from_numpy(initial_parameters(case), case.dtype, case.device)
+        state = backend.init_optimizer_state(params, optimizer)
     step_fn = None
     if case.path == "compiled":
         step_fn = backend.make_train_step(case.hidden, case.output, optimizer, "stable", "manual", True)
     Xd = backend.from_numpy(X, case.dtype, case.device)
     Yd = backend.from_numpy(Y, case.dtype, case.device)
-    for idx in batch_sequence(case):
+    for idx in batches:
         # the batch is cut on the device from the reference's indices (no host round trip)
         Ii = backend.from_numpy(idx, None, case.device)
         out, params, state = step_stages(backend, case.path, step_fn, params, state,
@@ -213,13 +230,22 @@ def run_backend_remedies(case, backend, X, Y, optimizer):
         masks = [case_masks(case, k, len(idx)) for k, idx in enumerate(batches)]
         return backend.run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, rem, case.hidden,
                                               case.output, optimizer, case.dtype, case.device)
+    first = 0
+    if getattr(case, "resync", False):
+        p0, bn0, s0 = resync_start(case)
+        first = len(batches) - 1
     params = backend.tree_from_numpy(p0, case.dtype, case.device)
     bn = backend.tree_from_numpy(bn0, case.dtype, case.device)
-    state = backend.init_optimizer_state(params, optimizer)
+    if first:
+        state = state_from_numpy(backend, s0, params, optimizer, case.dtype, case.device)
+    else:
+        state = backend.init_optimizer_state(params, optimizer)
     Xd = backend.from_numpy(X, case.dtype, case.device)
     Yd = backend.from_numpy(Y, case.dtype, case.device)
     out = {}
     for k, idx in enumerate(batches):
+        if k < first:
+            continue
         masks = case_masks(case, k, len(idx))
         Md = None if masks is None else {n: backend.from_numpy(v, case.dtype, case.device)
                                          for n, v in masks.items()}
@@ -227,6 +253,54 @@ def run_backend_remedies(case, backend, X, Y, optimizer):
         out, params, bn, state = backend.remedy_step(case.path, params, bn, state, Xd[:, Ii], Yd[:, Ii],
                                                      rem, case.hidden, case.output, optimizer, Md)
     return {k: _np(backend, v) for k, v in out.items()}
+
+
+def state_from_numpy(backend, state, params, optimizer, dtype, device):
+    """The reference's optimiser state (NumPy buffers, t an int) as ``backend`` holds its
+    own: its init_optimizer_state's keys and the type of its t (an int, or a device
+    integer array), each buffer converted in ``dtype``."""
+    own = backend.init_optimizer_state(params, optimizer)
+    out = {}
+    for k, v in own.items():
+        if k == "t":
+            t = int(state["t"])
+            out[k] = t if isinstance(v, int) else backend.from_numpy(
+                np.asarray(t, dtype=backend.to_numpy(v).dtype), None, device)
+        else:
+            out[k] = backend.from_numpy(state[k], dtype, device)
+    return out
+
+
+def resync_start(case):
+    """The reference's own state before the case's last update, in the case's dtype:
+    (parameters, running estimates or None, optimiser state), NumPy (cached)."""
+    return _resync_start(case.dtype, case.hidden, case.output, case.arch, case.optimizer,
+                         case.batch, case.steps, case.tf32, case.size, case.remedy)
+
+
+@lru_cache(maxsize=64)
+def _resync_start(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size, remedy):
+    case = Case("numpy", dtype=dtype, hidden=hidden, output=output, arch=arch, optimizer=optimizer,
+                batch=batch, steps=steps, tf32=tf32, size=size, remedy=remedy)
+    X, Y = dataset(case.data)
+    opt = OPTIMIZER_CONFIGS[optimizer]
+    p = R.tree_from_numpy(initial_parameters(case), dtype)
+    s = R.init_optimizer_state(p, opt)
+    bn = R.tree_from_numpy(R.init_bn_state(initial_parameters(case)), dtype) if remedy != "none" else None
+    # the same chain as expected()'s same-dtype reference (a NumPy reference: tf32 is moot)
+    for k, idx in enumerate(batch_sequence(case)[:-1]):
+        Xb, Yb = X[:, idx].astype(dtype), Y[:, idx].astype(dtype)
+        if remedy == "none":
+            _, p, s = step_stages(R, "manual", None, p, s, Xb, Yb, hidden, output, opt)
+        else:
+            _, p, bn, s = R.remedy_step("manual", p, bn, s, Xb, Yb, case.remedies, hidden, output,
+                                        opt, case_masks(case, k, len(idx)))
+    return p, bn, s
+
+
+def _to64(tree):
+    return None if tree is None else {k: v if isinstance(v, (int, float)) else np.asarray(v, np.float64)
+                                      for k, v in tree.items()}
 
 
 @dataclass
@@ -241,17 +315,30 @@ class Expected:
 
 
 def expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32=False, size="toy",
-             remedy="none"):
+             remedy="none", resync=False):
     """Reference (same dtype), float64 oracle and bounds for a configuration, shared by
-    every backend, path and device of that configuration (cached)."""
+    every backend, path and device of that configuration (cached). ``resync``: of the last
+    update alone, from the reference's state before it (the module docstring)."""
     cached = _expected_toy if size == "toy" else _expected_big
-    return cached(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size, remedy)
+    return cached(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size, remedy, resync)
 
 
-def _expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size, remedy="none"):
+def _expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size, remedy="none",
+              resync=False):
     case = Case("numpy", dtype=dtype, hidden=hidden, output=output, arch=arch,
                 optimizer=optimizer, batch=batch, steps=steps, tf32=tf32, size=size, remedy=remedy)
     X, Y = dataset(case.data)
+    if resync:
+        # the oracle starts from the reference's own values (exact in float64): no input error
+        p, bn, s = (_to64(t) for t in resync_start(case))
+        zero = {k: np.zeros_like(v) for k, v in p.items()}
+        last = batch_sequence(case)[-1]
+        if remedy != "none":
+            return expected_for_remedies(p, X, Y, [last], [case_masks(case, steps - 1, len(last))],
+                                         hidden, output, OPTIMIZER_CONFIGS[optimizer], dtype,
+                                         case.remedies, tf32, E_p0=zero, bn0=bn, s0=s)
+        return expected_for(p, X, Y, [last], hidden, output, OPTIMIZER_CONFIGS[optimizer], dtype,
+                            tf32, E_p0=zero, s0=s)
     if remedy != "none":
         masks = [case_masks(case, k, len(idx)) for k, idx in enumerate(batch_sequence(case))]
         return expected_for_remedies(initial_parameters(case), X, Y, batch_sequence(case), masks,
@@ -268,17 +355,21 @@ _expected_big = lru_cache(maxsize=4)(_expected)
 
 
 def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False, E_p0=None,
-                 workers=1):
+                 workers=1, s0=None):
     """The reference's run of ``batches`` (column indices into X, Y) from the float64
     parameters ``p0``: the last step's stages in ``dtype`` and in float64 (the oracle),
     and every stage's bound, carried through the steps (tolerance.py). ``E_p0``: the
     initial parameters' error bound (default: their rounding to ``dtype``). ``workers``
     > 1: the bounds of a data-parallel run whose batch means are reduced over that many
-    workers (tolerance.reduction_roundings)."""
+    workers (tolerance.reduction_roundings). ``s0``: the float64 optimiser state to start
+    from, exact in ``dtype`` (default: a fresh one)."""
     prec = Precision(dtype, tf32)
     p_ref = R.tree_from_numpy(p0, dtype)
-    s_ref = R.init_optimizer_state(p_ref, optimizer)
-    p64, s64 = p0, R.init_optimizer_state(p0, optimizer)
+    if s0 is None:
+        s_ref = R.init_optimizer_state(p_ref, optimizer)
+        p64, s64 = p0, R.init_optimizer_state(p0, optimizer)
+    else:
+        s_ref, p64, s64 = R.tree_from_numpy(s0, dtype), p0, s0
     E_P = input_bounds(p0, prec) if E_p0 is None else E_p0
     E_S = {k: 0.0 if k == "t" else np.zeros_like(v) for k, v in s64.items()}
     costs = ([], [], [])
@@ -301,19 +392,21 @@ def expected_for(p0, X, Y, batches, hidden, output, optimizer, dtype, tf32=False
 
 
 def expected_for_remedies(p0, X, Y, batches, masks, hidden, output, optimizer, dtype, remedies,
-                          tf32=False):
+                          tf32=False, E_p0=None, bn0=None, s0=None):
     """``expected_for`` with the remedies: the reference's run of ``batches`` from the float64
     parameters ``p0`` (initialize_remedy_network's) and fresh running estimates, step k with
     the dropout masks ``masks[k]`` (NumPy 0/1, or None); the last step's stages in ``dtype``
     and in float64, and every stage's bound (netparity/tolerance_remedies.py), carried
-    through the steps (parameters, optimiser state and running estimates)."""
+    through the steps (parameters, optimiser state and running estimates). ``E_p0``, ``bn0``,
+    ``s0``: a start other than a fresh one (float64 values exact in ``dtype``; the running
+    estimates and optimiser state carry no error)."""
     from reference.remedies import layer_dims_of, layout
     prec = Precision(dtype, tf32)
-    bn0 = R.init_bn_state(p0)
+    bn0 = R.init_bn_state(p0) if bn0 is None else bn0
     p_ref, bn_ref = R.tree_from_numpy(p0, dtype), R.tree_from_numpy(bn0, dtype)
-    s_ref = R.init_optimizer_state(p_ref, optimizer)
-    p64, bn64, s64 = p0, bn0, R.init_optimizer_state(p0, optimizer)
-    E_P = input_bounds(p0, prec)
+    s_ref = R.init_optimizer_state(p_ref, optimizer) if s0 is None else R.tree_from_numpy(s0, dtype)
+    p64, bn64, s64 = p0, bn0, (R.init_optimizer_state(p0, optimizer) if s0 is None else s0)
+    E_P = input_bounds(p0, prec) if E_p0 is None else E_p0
     E_S = {k: 0.0 if k == "t" else np.zeros_like(v) for k, v in s64.items()}
     E_BN = {k: np.zeros_like(v) for k, v in bn0.items()}   # 0 and 1: exact in every dtype
     costs = ([], [], [])

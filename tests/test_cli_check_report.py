@@ -415,6 +415,29 @@ def test_check_with_remedy_flags_fails_on_a_broken_remedy_step(monkeypatch, caps
     assert "torch-autodiff" not in text.split("out of bound")[1]
 
 
+def test_check_resync_checks_float32_batch_norm_where_the_chain_cannot(tmp_path, capsys):
+    """float32 batch norm over 3 Adam updates: without --resync the case is a skip (its
+    carried bound overflows); with it, the third update from the reference's state is
+    compared stage by stage, the JSON rows being compare_stages of that resync Case."""
+    argv = ["check", "--backend", "numpy", "--dtype", "float32", "--optimizer", "adam", "--batch", "mini",
+            "--steps", "3", "--batch-norm", "--no-progress", "--no-color"]
+    assert main(argv) == 2                                 # nothing ran: not a pass
+    assert "no finite a-priori bound" in capsys.readouterr().out
+    out = tmp_path / "check.json"
+    assert main(argv + ["--resync", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "update 3 from the reference's state" in text and "all within bound" in text
+    case = Case("numpy", "manual", "cpu", "float32", optimizer="adam", batch="mini", steps=3,
+                arch="deep", remedy="bn", resync=True)
+    e = expected(case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch,
+                 case.steps, remedy=case.remedy, resync=True)
+    want = {r.stage: r for r in compare_stages(e.ref, run_backend(case), e.bounds, e.order, case.dtype)}
+    rows = [r for r in _rows(out)["results"] if r["against"] == "reference"]
+    assert {r["stage"] for r in rows} == set(want) and "t'" in want
+    for row in rows:
+        assert row["case"] == case.id and row["max_abs"] == want[row["stage"]].max_abs and row["ok"]
+
+
 def test_report_vanishing_section_shows_the_runs_numbers(report_dir):
     """The demo's table is a fresh vanishing_demo run's (60 updates in --quick), computed
     here independently of the report; its picture is a PNG in both files."""

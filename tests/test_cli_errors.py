@@ -176,6 +176,12 @@ BAD = [
      "--data-parallel does not run the remedies"),
     ("check-remedy-arch-without-remedy", lambda p: ["check", "--arch", "res"],
      "--arch res is one of the remedies' nets: it needs a remedy flag"),
+    ("check-resync-one-step", lambda p: ["check", "--resync"],
+     "--resync checks the last of several updates from the reference's state before it: give --steps N with N >= 2"),
+    ("check-resync-a-step-of-one", lambda p: ["check", "--resync", "--steps", "3", "--steps", "1"],
+     "give --steps N with N >= 2"),
+    ("check-resync-data-parallel", lambda p: ["check", "--resync", "--steps", "2", "--data-parallel", "2"],
+     "--resync does not apply to --data-parallel"),
     # argparse's own errors, one line too
     ("no-command", lambda p: [], "the following arguments are required: command"),
     ("train-unknown-option", lambda p: ["train", "--layerz", "4"], "unrecognized arguments"),

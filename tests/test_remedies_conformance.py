@@ -11,12 +11,15 @@ varied activations, outputs, optimisers and nets; and on every registered mirror
 interface, or a convention its framework cannot express, is a skip naming what it lacks
 (runner.skip_reason, ConventionUnsupported). ``--full-matrix``: the product, marked slow.
 
-float32 with batch norm runs one step: from the second step on the a-priori bound of a
-batch-normalised net saturates in float32 (docs/tolerances.md, "Remedies"), so such a
-case would compare little; float64 carries them over 3 steps. ``test_slice_bounds_are_finite``
-holds the slice to configurations whose bounds are finite everywhere.
+float32 with batch norm runs one step, and its third step as a ``resync`` case (from the
+reference's own state after two: Case.resync): carried from the first step, the a-priori
+bound of a batch-normalised net saturates in float32 by the second (docs/tolerances.md,
+"Remedies"), and such a case would be a skip; float64 carries them over 3 steps on the
+3-BN-layer net, and the 5-BN-layer one runs resync. ``test_slice_bounds_are_finite`` holds
+the slice to configurations whose bounds are finite everywhere.
 """
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -29,6 +32,7 @@ from netparity.compare import compare_stages
 from netparity.runner import run_case
 from netparity.stages import OPTIMIZER_CONFIGS, Case, expected
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REMEDIES = ("bn", "res", "l2", "drop", "all")
 # the architecture of each remedy's cases: skips need >= 3 hidden layers ("deep" 2-4-4-3-1
 # has a projected one, "res" 2-8-8-8-8-8-1 two identity ones, "proj" both kinds)
@@ -47,17 +51,21 @@ def has_bn(remedy):
     return ST.REMEDY_CONFIGS[remedy].batch_norm
 
 
-def remedy_case(backend, path, dtype, remedy, steps):
+def remedy_case(backend, path, dtype, remedy, steps, resync=False, arch=None):
     batch = "full" if steps == 1 else "mini"
-    return Case(backend, path, "cpu", dtype, HIDDEN[remedy], OUTPUT[remedy], ARCH[remedy],
-                OPTIMIZER[remedy], batch, steps, remedy=remedy)
+    return Case(backend, path, "cpu", dtype, HIDDEN[remedy], OUTPUT[remedy], arch or ARCH[remedy],
+                OPTIMIZER[remedy], batch, steps, remedy=remedy, resync=resync)
 
 
 def reference_slice():
-    """The reference's own cases: float64 1 and 3 steps, float32 1 step (3 without batch norm)."""
-    return [remedy_case("numpy", "manual", dtype, r, steps)
-            for r in REMEDIES for dtype, steps in (("float64", 1), ("float64", 3),
-                                                  ("float32", 1 if has_bn(r) else 3))]
+    """The reference's own cases: float64 1 and 3 steps, float32 1 step and (with batch norm)
+    the third as a resync case, or 3 steps (without); batch norm on the 5-BN-layer "res"
+    net, resync, in both dtypes."""
+    return ([remedy_case("numpy", "manual", dtype, r, steps, resync)
+             for r in REMEDIES for dtype, steps, resync in (
+                 ("float64", 1, False), ("float64", 3, False),
+                 *((("float32", 1, False), ("float32", 3, True)) if has_bn(r) else (("float32", 3, False),)))]
+            + [remedy_case("numpy", "manual", dtype, "bn", 3, True, arch="res") for dtype in ("float64", "float32")])
 
 
 # the mirrors' fast slice: per path, "all" (batch norm, a projected skip added before g,
@@ -76,9 +84,13 @@ MIRROR_FAST = {"manual": ("float32", ("all", "bn", "res")), "autodiff": ("float6
 
 
 def mirror_case(backend, path, dtype, remedy):
-    steps = 1 if dtype == "float32" and has_bn(remedy) else 3
+    """3 steps; float32 with batch norm: the third as a resync case (its carried bound
+    overflows), or on the idiomatic path (which cannot start from the reference's state)
+    the first alone."""
+    bn32 = dtype == "float32" and has_bn(remedy)
+    steps = 1 if bn32 and path == "idiomatic" else 3
     return Case(backend, path, "cpu", dtype, "tanh", "sigmoid", "deep", "adam", "mini", steps,
-                remedy=remedy)
+                remedy=remedy, resync=bn32 and path != "idiomatic")
 
 
 def mirror_slice():
@@ -195,11 +207,11 @@ def test_slice_bounds_are_finite():
     seen = set()
     for case in reference_slice() + [c for c, _ in mirror_slice()]:
         key = (case.dtype, case.hidden, case.output, case.arch, case.optimizer, case.batch,
-               case.steps, case.remedy)
+               case.steps, case.remedy, case.resync)
         if key in seen:
             continue
         seen.add(key)
-        e = expected(*key[:7], False, "toy", key[7])
+        e = expected(*key[:7], False, "toy", key[7], key[8])
         for s in e.order:
             b = e.bounds[s]
             assert hasattr(b, "overflowed") or np.all(np.isfinite(b)), (case.id, s)
@@ -302,9 +314,93 @@ def test_a_case_without_finite_bounds_is_a_skip_that_says_why_never_a_pass():
                 remedy="bn")
     result = run_case(case)
     assert result.skipped and "no finite a-priori bound" in result.skipped
+    assert "its resync twin checks the last update" in result.skipped
+    # the twin: the third update alone, from the reference's float32 state, is compared
+    twin = run_case(Case(**{**case.__dict__, "resync": True}))
+    assert twin.ok and len(twin.rows()) > 100, twin.failure_message()
     r = compare_stage("Zn2", np.ones(3, np.float32), np.full(3, 7.0, np.float32),
                       np.array([1e-7, np.inf, 1e-7]), "float32")
     assert not r.ok and r.note == NO_FINITE_BOUND
     finite = compare_stage("Zn2", np.ones(3, np.float32), np.ones(3, np.float32),
                            np.full(3, 1e-7), "float32")
     assert finite.ok
+
+
+# ---------------------------------------------------------------- resync: the last update from the reference's state
+
+@pytest.mark.parametrize("remedy,dtype", [("bn", "float32"), ("none", "float32"), ("all", "float64")])
+def test_resync_expected_is_the_chains_last_update(remedy, dtype):
+    """A resync case's reference is the chained run's last update, bit for bit (its start
+    is the reference's own state after steps - 1 updates, t included), while its bounds
+    are one update's: finite everywhere, where the float32 batch-norm chain's overflow."""
+    args = (dtype, "tanh", "sigmoid", "deep", "adam", "mini", 3, False, "toy", remedy)
+    chain, resync = expected(*args, False), expected(*args, True)
+    assert chain.order == resync.order
+    for s in chain.order:
+        np.testing.assert_array_equal(resync.ref[s], chain.ref[s], err_msg=s)
+        b = resync.bounds[s]
+        assert not hasattr(b, "overflowed") and np.all(np.isfinite(b)), s
+    if remedy == "bn" and dtype == "float32":
+        assert any(hasattr(chain.bounds[s], "overflowed") or not np.all(np.isfinite(chain.bounds[s]))
+                   for s in chain.order)
+    assert resync.ref["t'"] == 3
+    # the oracle starts from the same state: its first stage differs from the reference's
+    # by one float32 update's rounding, not by two steps of drift
+    assert np.max(np.abs(resync.oracle["Z1"] - resync.ref["Z1"])) < 1e-5
+
+
+def _running_estimates_reset(step):
+    """bug: the step ignores the running estimates it is given (starts from 0 and 1)"""
+    def wrapped(path, params, bn, state, *args, **kw):
+        return step(path, params, {k: (np.zeros_like(v) if k.startswith("mu") else np.ones_like(v))
+                                   for k, v in bn.items()}, state, *args, **kw)
+    return wrapped
+
+
+def _adam_counter_reset(step):
+    """bug: the step restarts Adam's counter (bias corrections of t = 1 at every update)"""
+    def wrapped(path, params, bn, state, *args, **kw):
+        return step(path, params, bn, {**state, "t": 0}, *args, **kw)
+    return wrapped
+
+
+@pytest.mark.parametrize("bug,stage", [(_running_estimates_reset, "mu_run1'"), (_adam_counter_reset, "W1'")],
+                         ids=["running_estimates_reset", "adam_counter_reset"])
+def test_resync_catches_what_only_a_later_update_shows(bug, stage, monkeypatch):
+    """Two bugs invisible at the first update (its running estimates are 0 and 1 and its
+    counter 0 anyway) and in a float32 batch-norm chain (its bound overflows: a skip):
+    the resync case of update 3 fails at the stage where each enters, by a clear factor."""
+    case = Case("numpy", "manual", "cpu", "float32", "tanh", "sigmoid", "deep", "adam", "mini", 3,
+                remedy="bn", resync=True)
+    one = Case(**{**case.__dict__, "steps": 1, "resync": False})
+    assert run_case(case).ok and run_case(one).ok          # the control: correct code passes
+    monkeypatch.setattr(R, "remedy_step", bug(R.remedy_step))
+    assert run_case(one).ok, "the first update cannot show this bug"
+    result = run_case(case)
+    r = result.worst_per_stage()[stage]
+    assert not r.ok and r.ratio > 10, r.line()
+    # docs/tolerances.md quotes this measurement ("Resync cases")
+    quoted = f"`{stage}` at {f'{r.ratio:.2g}'.replace('e+0', 'e')} ×"
+    assert quoted in " ".join(open(os.path.join(ROOT, "docs", "tolerances.md")).read().split()), quoted
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + list(mirrors()))
+@pytest.mark.parametrize("remedy", ["none", "bn"])
+def test_resync_runs_on_every_backend(backend, remedy):
+    """Every backend's manual path starts from the reference's state (its own optimiser
+    state types: torch's t an int, JAX's a device integer) and matches the reference."""
+    case = Case(backend, "manual", "cpu", "float32", "tanh", "sigmoid", "deep", "adam", "mini", 3,
+                remedy=remedy, resync=True)
+    result = run_case(case)
+    if not result.ran:
+        pytest.skip(result.skipped)
+    result.raise_if_failed()
+    assert any(r.stage == "t'" for _, r in result.rows())
+
+
+def test_resync_on_the_idiomatic_path_is_a_skip_that_says_why():
+    for backend in mirrors():
+        if "idiomatic" in REGISTRY[backend].paths:
+            res = run_case(Case(backend, "idiomatic", "cpu", "float64", "tanh", "sigmoid", "deep",
+                                "adam", "mini", 3, remedy="bn", resync=True))
+            assert not res.ran and "cannot start an update from the reference's state" in res.skipped
