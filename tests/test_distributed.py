@@ -372,11 +372,14 @@ def test_torch_launch_starts_again_when_the_process_group_is_not_set_up(tmp_path
     launch = _torch_launch()
     monkeypatch.setenv("NETPARITY_PLANT_RENDEZVOUS_FAILURE", "1")
     (tmp_path / "job.json").write_text('{"workers": 2, "device": "cpu", "cases": []}')
-    assert launch(str(tmp_path), 2, timeout=120) == 2
+    attempt = launch(str(tmp_path), 2, timeout=120)
+    # 2, or 3 when gloo itself failed the second set-up (the flake this retry is for)
+    assert attempt in (2, 3)
     err = capfd.readouterr().err
     assert "was not set up (attempt 1 of 3): RuntimeError: planted rendezvous failure; starting the job again" in err, err
     kept = (tmp_path / "rendezvous.log").read_text()
-    assert "attempt 1 of 3" in kept and "rank 0: " in kept and "attempt 2" not in kept, kept
+    assert "attempt 1 of 3" in kept and "rank 0: " in kept, kept
+    assert kept.count("was not set up") == attempt - 1, kept
     for r in range(2):
         assert "Error" not in (tmp_path / f"rank{r}.log").read_text()
     assert _processes_running(str(tmp_path)) == []
