@@ -189,6 +189,10 @@ def run_backend(case):
     backend = get_backend(case.backend)
     X, Y = dataset(case.data)
     optimizer = OPTIMIZER_CONFIGS[case.optimizer]
+    if getattr(case, "resync", False) and case.path == "idiomatic":
+        # it would run from a fresh start and be compared with update N: never silently
+        raise ValueError(f"{case.id}: the idiomatic path cannot start from the reference's state "
+                         "(runner.skip_reason says why)")
     if getattr(case, "remedy", "none") != "none":
         return run_backend_remedies(case, backend, X, Y, optimizer)
     if case.path == "idiomatic":
@@ -295,6 +299,10 @@ def _resync_start(dtype, hidden, output, arch, optimizer, batch, steps, tf32, si
         else:
             _, p, bn, s = R.remedy_step("manual", p, bn, s, Xb, Yb, case.remedies, hidden, output,
                                         opt, case_masks(case, k, len(idx)))
+    for tree in (p, bn or {}, s):   # shared by every case of the configuration: read-only
+        for v in tree.values():
+            if isinstance(v, np.ndarray):
+                v.setflags(write=False)
     return p, bn, s
 
 
