@@ -404,3 +404,6 @@ def test_resync_on_the_idiomatic_path_is_a_skip_that_says_why():
             res = run_case(Case(backend, "idiomatic", "cpu", "float64", "tanh", "sigmoid", "deep",
                                 "adam", "mini", 3, remedy="bn", resync=True))
             assert not res.ran and "cannot start an update from the reference's state" in res.skipped
+            # and run directly it is refused, never silently run from a fresh start
+            with pytest.raises(ValueError, match="cannot start from the reference's state"):
+                ST.run_backend(res.case)
