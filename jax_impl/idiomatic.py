@@ -201,6 +201,28 @@ def _load_tree(tree, parameters, transpose, dtype):
     return jax.tree_util.tree_map_with_path(put, tree)
 
 
+# layers the reference network has no counterpart of, whatever weights are loaded: they
+# normalise with statistics of the batch (or the row), or draw their own random mask
+NORMALISING = tuple(getattr(nnx, n) for n in ("BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm",
+                                              "InstanceNorm") if hasattr(nnx, n))
+
+
+def foreign_layers(model):
+    """[(where, what, why)] for each layer of the nnx module ``model`` that no weights can
+    make the reference network's: a normalisation layer, or nnx.Dropout with rate > 0 (in
+    train mode it draws its own mask). Activations, containers and nnx.Linear are the
+    network's own."""
+    out = []
+    for path, mod in nnx.iter_graph(model):
+        where = "model" + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path)
+        if isinstance(mod, NORMALISING):
+            out.append((where, f"nnx.{type(mod).__name__}", "normalises with statistics of each batch or row"))
+        elif isinstance(mod, nnx.Dropout) and mod.rate > 0 and not getattr(mod, "deterministic", False):
+            out.append((where, f"nnx.Dropout(rate={mod.rate})", "draws its own random mask at every "
+                        "training step (set rate=0 or remove it to verify the rest)"))
+    return out
+
+
 def load_reference_parameters(model_or_params, parameters, *, transpose=True, dtype=None):
     """Copy the reference's ``W1 b1 ... WL bL`` (NumPy, W (n_l, n_{l-1}), b (n_l, 1)) into
     the Linear/Dense layers of an nnx module (in place; returned) or of a params pytree

@@ -186,6 +186,7 @@ def _torch_runner(mod, cfg, ref_opt_spec):
     probe = mod.make_model(dims)
     if not isinstance(probe, torch.nn.Module):
         raise VerifyInputError(f"make_model returned {type(probe).__name__}, not a torch.nn.Module")
+    _refuse_foreign_layers(idiomatic.foreign_layers(probe))
     probe_opt = mod.make_optimizer(probe.parameters())
     sched_fn = getattr(mod, "make_scheduler", None)
     try:
@@ -226,6 +227,12 @@ def _jax_runner(mod, cfg, ref_opt_spec):
     if pure and not callable(getattr(mod, "init_params", None)):
         raise VerifyInputError("a pure apply(params, x) also needs init_params(layer_dims) -> its params pytree")
 
+    if not pure:
+        from flax import nnx
+        probe = mod.make_model(dims)
+        if isinstance(probe, nnx.Module):
+            _refuse_foreign_layers(idiomatic.foreign_layers(probe))
+
     def run(parameters, X, Y, batches):
         model = mod.apply if pure else mod.make_model(dims)
         params = mod.init_params(dims) if pure else None
@@ -234,6 +241,19 @@ def _jax_runner(mod, cfg, ref_opt_spec):
                                         load=user_load, optimizer=ref_opt)
         return stages
     return run, ref_opt
+
+
+def _refuse_foreign_layers(found):
+    """A model with a layer the reference network has none of (batch norm, dropout, ...)
+    would only ever "diverge at A1": say what it is instead, before any work."""
+    if found:
+        where, what, why = found[0]
+        more = f" (and {len(found) - 1} more such layer{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
+        raise VerifyInputError(
+            f"make_model's model has {what} at {where}{more}: it {why}, and the network verify "
+            "compares with (docs/spec.md) is Linear layers and activations only. netparity checks its "
+            "own batch norm and dropout against the reference's: netparity check --batch-norm / "
+            "--keep-prob (docs/remedies.md)")
 
 
 ADAPTERS = {"torch": _torch_runner, "jax": _jax_runner}

@@ -109,3 +109,64 @@ def test_naming_the_reference_optimizer_turns_a_pass_into_a_named_failure(capsys
                "--no-color"])
     text = capsys.readouterr().out
     assert rc == 1 and "first diverging stage \"W1'\" at step 1" in text, text
+
+
+def _edited(tmp_path, example, edits):
+    """An example file with the edits (old, new) applied, each asserted to apply."""
+    with open(os.path.join(EXAMPLES, example)) as f:
+        text = f.read()
+    for old, new in edits:
+        assert old in text, (example, old)
+        text = text.replace(old, new)
+    path = tmp_path / example
+    path.write_text(text)
+    return str(path)
+
+
+TORCH_LINE = "nn.Sequential(nn.Linear(n_x, n_h), nn.Tanh(), nn.Linear(n_h, n_y))"
+FLAX_OUT = "        self.out = nnx.Linear(n_h, n_y, param_dtype=jnp.float64, rngs=rngs)\n"
+FLAX_CALL = "return self.out(jnp.tanh(self.hidden(x)))"
+
+
+def _torch_with(layer, after_activation=False):
+    inner = ("nn.Tanh(), " + layer) if after_activation else (layer + ", nn.Tanh()")
+    return [(TORCH_LINE, f"nn.Sequential(nn.Linear(n_x, n_h), {inner}, nn.Linear(n_h, n_y))")]
+
+
+def _flax_with(attr, layer, call):
+    return [(FLAX_OUT, FLAX_OUT + f"        self.{attr} = {layer}\n"), (FLAX_CALL, call)]
+
+
+FOREIGN = [  # (example, edits, what is named, where)
+    ("ok_torch_gd.py", _torch_with("nn.BatchNorm1d(n_h)"), "BatchNorm1d", "model.1"),
+    ("ok_torch_gd.py", _torch_with("nn.Dropout(0.2)", True), "Dropout(p=0.2)", "model.2"),
+    ("ok_torch_gd.py", _torch_with("nn.LayerNorm(n_h)"), "LayerNorm", "model.1"),
+    ("ok_flax_adam.py", _flax_with("bn", "nnx.BatchNorm(n_h, param_dtype=jnp.float64, rngs=rngs)",
+                                   "return self.out(jnp.tanh(self.bn(self.hidden(x))))"), "nnx.BatchNorm", "model.bn"),
+    ("ok_flax_adam.py", _flax_with("drop", "nnx.Dropout(0.2, rngs=rngs)",
+                                   "return self.out(self.drop(jnp.tanh(self.hidden(x))))"),
+     "nnx.Dropout(rate=0.2)", "model.drop"),
+]
+
+
+@pytest.mark.parametrize("example,edits,what,where", FOREIGN, ids=lambda v: v if isinstance(v, str) else "")
+def test_a_layer_the_reference_network_has_none_of_is_named_before_any_work(example, edits, what, where,
+                                                                            tmp_path, capsys):
+    """Batch norm, layer norm or dropout in the user's model: exit 2 with one line naming the
+    layer and where it is (the run would only ever "diverge at A1", ~1e17 x the bound)."""
+    pytest.importorskip("torch" if "torch" in example else "flax")
+    assert main(["verify", _edited(tmp_path, example, edits), "--no-color"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"has {what} at {where}: it " in err and "Linear layers and activations only" in err, err
+
+
+@pytest.mark.parametrize("example,edits", [
+    ("ok_torch_gd.py", _torch_with("nn.Dropout(0.0)", True)),
+    ("ok_flax_adam.py", _flax_with("drop", "nnx.Dropout(0.0, rngs=rngs)",
+                                   "return self.out(self.drop(jnp.tanh(self.hidden(x))))")),
+], ids=["torch", "flax"])
+def test_dropout_that_drops_nothing_still_verifies(example, edits, tmp_path, capsys):
+    """The control: a dropout layer with p = 0 is the identity, and the model passes."""
+    pytest.importorskip("torch" if "torch" in example else "flax")
+    assert main(["verify", _edited(tmp_path, example, edits), "--no-color"]) == 0, capsys.readouterr()

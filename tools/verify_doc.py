@@ -62,6 +62,14 @@ From Python: `netparity.verify.verify("my_model.py")` returns a `VerifyResult`
 4. Where the divergence matches a known convention difference, prints a hint with the
    conventions key (`[grad.zero_grad]`, `[momentum.ema]`, ...).
 
+The network it compares with is the course's: Linear/Dense layers and activations. A model
+with a layer that no weights can make that network's (batch, layer, group or instance
+norm; dropout with p > 0, which draws its own mask in train mode) is refused before any
+work, exit code 2, with the layer and where it sits (`model.1`, `model.bn`), instead of a
+run that could only "diverge at A1". Dropout with p = 0 is the identity and passes.
+netparity's own batch norm and dropout are checked against the reference's by
+`netparity check --batch-norm` / `--keep-prob` ([remedies.md](remedies.md)).
+
 ## The examples, with their real output
 
 Every file in `examples/verify/` is run by `tests/test_verify.py`, which holds each one to

@@ -163,6 +163,30 @@ def linear_layers(model):
     return [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.Linear)]
 
 
+# layers the reference network has no counterpart of, whatever weights are loaded: they
+# normalise with statistics of the batch (or the row), or draw their own random mask
+NORMALISING = tuple(getattr(nn, n) for n in (
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "InstanceNorm1d", "InstanceNorm2d",
+    "InstanceNorm3d", "LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm") if hasattr(nn, n))
+DROPOUT = tuple(getattr(nn, n) for n in (
+    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout") if hasattr(nn, n))
+
+
+def foreign_layers(model):
+    """[(where, what, why)] for each layer of ``model`` that no weights can make the
+    reference network's: a normalisation layer, or dropout with p > 0 (in train mode it
+    draws its own mask). Activations, containers and nn.Linear are the network's own."""
+    out = []
+    for name, mod in model.named_modules():
+        where = f"model.{name}" if name else "model"
+        if isinstance(mod, NORMALISING):
+            out.append((where, type(mod).__name__, "normalises with statistics of each batch or row"))
+        elif isinstance(mod, DROPOUT) and mod.p > 0:
+            out.append((where, f"{type(mod).__name__}(p={mod.p})", "draws its own random mask at every "
+                        "training step (set p=0 or remove it to verify the rest)"))
+    return out
+
+
 def _describe(i, name, lin):
     where = f"model.{name}" if name else "model"
     return f"layer {i} ({where}: Linear({lin.in_features}->{lin.out_features}))"
