@@ -88,7 +88,7 @@ def assert_follows_trajectory(B, tr, params, state, costs, dtype, case):
     assert_conforms(results, {"case": case}, against="the reference trajectory (shadow model)")
 
 
-@pytest.mark.parametrize("device", ["cpu-replayed", "cuda"])
+@pytest.mark.parametrize("device", ["cpu-replayed", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("dtype, opt", [pytest.param(d, o, id=f"{d}-{o}", marks=[] if o == "adam" else [pytest.mark.slow])
                                         for d in ("float64", "float32") for o in OPTIMIZERS])
 def test_graphed_updates_follow_the_reference(dtype, opt, device):
