@@ -48,6 +48,7 @@ from flax import nnx
 from reference.activations import (HIDDEN_ACTIVATIONS, LEAKY_SLOPE, OUTPUT_ACTIVATIONS,
                                    check_activation)
 from reference.optim import Optimizer
+from reference.validate import check_batches
 
 from ._convert import _device
 from .conventions import (dense_layers, leaf_path, leaves_by_path,
@@ -681,10 +682,7 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
         raise ConventionUnsupported("nnx.BatchNorm's running variance averages the biased batch variance (the one "
                          f"it normalises with); bn_running_var={remedies.bn_running_var!r} has no flax "
                          "form: use bn_running_var='biased' (convention 'batchnorm.running_var')")
-    if len(batches) == 0:
-        raise ValueError("batches is empty: give at least one array of column indices")
-    if masks is not None and len(masks) != len(batches):
-        raise ValueError(f"{len(masks)} dropout masks for {len(batches)} updates")
+    check_batches(batches, masks)
     dims = layer_dims_of(p0)
     dev = _device(device)
     model = nnx.eval_shape(lambda: RemedyNet(dims, remedies, hidden, output, dtype=dtype))

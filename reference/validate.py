@@ -128,6 +128,15 @@ def check_batch_size(batch_size):
         check_count("batch_size", batch_size, 1)
 
 
+def check_batches(batches, masks=None):
+    """The column indices of each update, and (the remedies' idiomatic paths) one dropout
+    mask set per update: at least one update, as many masks as updates."""
+    if len(batches) == 0:
+        raise ValueError("batches is empty: give at least one array of column indices")
+    if masks is not None and len(masks) != len(batches):
+        raise ValueError(f"{len(masks)} dropout masks for {len(batches)} updates")
+
+
 def check_layer_dims(layer_dims):
     ok = isinstance(layer_dims, (list, tuple)) and len(layer_dims) >= 2 and all(
         isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in layer_dims)

@@ -214,6 +214,21 @@ def test_running_var_conventions_are_enforced():
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_idiomatic_remedies_refuse_no_updates_and_a_mask_count_that_differs(framework):
+    """The shared reference.validate.check_batches, on each idiomatic remedies path: no
+    update at all, or dropout masks for another number of updates, is a ValueError."""
+    X, Y = R.load_dataset("planar")
+    rem = Remedies(keep_prob=0.8)
+    p0 = initialize_remedy_network((2, 4, 1), rem)
+    run = IDIOMATIC[framework].run_idiomatic_remedies
+    with pytest.raises(ValueError, match="batches is empty"):
+        run(p0, init_bn_state(p0), X, Y, [], None, rem)
+    masks = [R.step_masks((2, 4, 1), 8, 0.8, k) for k in range(2)]
+    with pytest.raises(ValueError, match="2 dropout masks for 1 updates"):
+        run(p0, init_bn_state(p0), X, Y, [np.arange(8)], masks, rem)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_batchnorm_eps(framework):
     """eps 1e-5 (torch's, flax's and the reference's default) against Keras' 1e-3, on a
     feature of variance ~1e-4: Zn scales by sqrt(var + eps); the ratio of the two is

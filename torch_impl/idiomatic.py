@@ -32,6 +32,7 @@ from torch import nn
 from reference.activations import (LEAKY_SLOPE, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS,
                                    check_activation)
 from reference.optim import Optimizer
+from reference.validate import check_batches
 from ._convert import from_numpy, to_numpy, torch_dtype
 from . import conventions
 from reference.costs import unknown_cost
@@ -354,8 +355,7 @@ def run_steps(model, torch_optimizer, loss_fn, parameters, X, Y, batches, output
     if p_dtypes != {dtype}:
         raise ValueError(f"the model's parameters are {sorted(map(str, p_dtypes))} but dtype is {dtype}: "
                          "build the model in that dtype (or call model.to(dtype) before the optimiser)")
-    if len(batches) == 0:
-        raise ValueError("batches is empty: give at least one array of column indices")
+    check_batches(batches)
     if step_fn is None:
         step_fn = functools.partial(idiomatic_step, zero_grad=zero_grad)
     targets = targets or (lambda y: y)
@@ -615,10 +615,7 @@ def run_idiomatic_remedies(p0, bn0, X, Y, batches, masks, remedies, hidden="tanh
                          "(m / (m - 1) times the one it normalises with); the reference's "
                          f"bn_running_var={remedies.bn_running_var!r} has no torch form: use "
                          "bn_running_var='unbiased' (convention 'batchnorm.running_var')")
-    if len(batches) == 0:
-        raise ValueError("batches is empty: give at least one array of column indices")
-    if masks is not None and len(masks) != len(batches):
-        raise ValueError(f"{len(masks)} dropout masks for {len(batches)} updates")
+    check_batches(batches, masks)
     tdtype = torch_dtype(dtype)
     model = RemedyNet(remedy_layer_dims(p0), remedies, hidden, output, tdtype, device)
     model.load_reference(p0, bn0)
