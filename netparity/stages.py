@@ -306,11 +306,6 @@ def _resync_start(dtype, hidden, output, arch, optimizer, batch, steps, tf32, si
     return p, bn, s
 
 
-def _to64(tree):
-    return None if tree is None else {k: v if isinstance(v, (int, float)) else np.asarray(v, np.float64)
-                                      for k, v in tree.items()}
-
-
 @dataclass
 class Expected:
     ref: dict            # the reference in the case's dtype
@@ -338,7 +333,7 @@ def _expected(dtype, hidden, output, arch, optimizer, batch, steps, tf32, size, 
     X, Y = dataset(case.data)
     if resync:
         # the oracle starts from the reference's own values (exact in float64): no input error
-        p, bn, s = (_to64(t) for t in resync_start(case))
+        p, bn, s = (None if t is None else R.tree_from_numpy(t, "float64") for t in resync_start(case))
         zero = {k: np.zeros_like(v) for k, v in p.items()}
         last = batch_sequence(case)[-1]
         if remedy != "none":
