@@ -56,6 +56,7 @@ RENDEZVOUS = "NETPARITY_RENDEZVOUS"   # an init_method for launch()'s ranks; uns
 
 RENDEZVOUS_FAILED = 75   # a rank's exit status when its process group could not be set up
 ATTEMPTS = 3             # launch()'s tries at setting up the process group
+ATTEMPT = "NETPARITY_ATTEMPT"   # which of launch()'s attempts a rank belongs to (1, 2, ...)
 PLANT_RENDEZVOUS_FAILURE = "NETPARITY_PLANT_RENDEZVOUS_FAILURE"   # tests only: see main()
 
 
@@ -91,10 +92,11 @@ def _run_ranks(job_dir, workers, timeout, deadline, attempt):
     """One attempt: None when every rank finished; the failing rank's log when a rank could
     not set up the process group (the other ranks, waiting in theirs, are stopped)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    base = dict(os.environ, WORLD_SIZE=str(workers), OMP_NUM_THREADS="1", NETPARITY_ATTEMPT=str(attempt),
+    base = dict(os.environ, WORLD_SIZE=str(workers), OMP_NUM_THREADS="1",
                 PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     # a fresh file per attempt: a FileStore file left by a failed attempt holds its keys
     base[RENDEZVOUS] = "file://" + os.path.join(job_dir, f"rendezvous.{attempt}")
+    base[ATTEMPT] = str(attempt)
     procs, logs = [], []
     try:
         for r in range(workers):
@@ -151,7 +153,7 @@ def main(job_dir):
     torch.set_num_threads(1)  # N ranks share the cores; tiny matrices
     try:
         planted = int(os.environ.get(PLANT_RENDEZVOUS_FAILURE, "0"))
-        if rank == 0 and int(os.environ.get("NETPARITY_ATTEMPT", "1")) <= planted:
+        if rank == 0 and int(os.environ.get(ATTEMPT, "1")) <= planted:
             # tests only: rank 0 fails its set-up in the first ``planted`` attempts of a launch
             raise RuntimeError("planted rendezvous failure")
         dist.init_process_group("nccl" if device == "cuda" else "gloo",
